@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs what building and testing tlsgate needs on Debian 12, if missing.
+# Idempotent and quiet when everything is already there.
+set -eu
+
+PACKAGES="gcc libc6-dev meson ninja-build pkg-config
+libgnutls28-dev libsystemd-dev libcurl4-gnutls-dev libjson-c-dev
+gnutls-bin openssl systemd python3 python3-pytest python3-cryptography
+libasan8 libubsan1"
+
+missing=""
+for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "Installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,32 @@
+#!/bin/sh
+# Builds tlsgate twice (plain with -Werror, and with ASan+UBSan) and runs the
+# whole suite against both: C unit tests through meson, integration tests
+# (real binary, real TLS clients) through pytest.
+set -eu
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+
+build() { # dir, extra meson args...
+        dir=$1; shift
+        if [ ! -f "$dir/build.ninja" ]; then
+                meson setup "$dir" -Dwerror=true "$@" >/dev/null
+        fi
+        ninja -C "$dir" >/dev/null
+}
+
+build build
+build build-asan -Db_sanitize=address,undefined -Db_lundef=false
+
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+
+echo "== unit tests (plain build)"
+meson test -C build --print-errorlogs --suite unit
+echo "== unit tests (ASan+UBSan build)"
+meson test -C build-asan --print-errorlogs --suite unit
+
+echo "== integration tests (ASan+UBSan build)"
+TLSGATE_BIN="$PWD/build-asan/tlsgate" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+echo "== integration tests (plain build)"
+TLSGATE_BIN="$PWD/build/tlsgate" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration

@@ -1,0 +1,644 @@
+/* SPDX-License-Identifier: MIT */
+/* Command-line options, driven by one table: the table names each flag, says
+ * how its value is parsed and where it is stored, and carries the help text
+ * and the default, so parsing, defaults and --help cannot drift apart. */
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "authz.h"
+#include "config.h"
+#include "duration.h"
+#include "strv.h"
+
+typedef enum OptionKind {
+        OPTION_BOOL,
+        OPTION_PATH,     /* char *, "" means not given (as in Ghostunnel) */
+        OPTION_STRING,   /* char *, "" is a value */
+        OPTION_STRV,     /* char **, one entry per occurrence */
+        OPTION_DURATION, /* usec_t */
+        OPTION_UINT,     /* unsigned */
+        OPTION_SETTER,   /* parsed by Option.set */
+        OPTION_HELP,
+} OptionKind;
+
+typedef enum OptionFlags {
+        OPTION_REPEATABLE = 1 << 0,
+        OPTION_HIDDEN = 1 << 1,   /* old names kept for compatibility */
+        OPTION_NONZERO = 1 << 2,  /* durations: 0 is refused */
+        OPTION_NONEMPTY = 1 << 3, /* strings: "" is refused */
+} OptionFlags;
+
+typedef struct Option Option;
+struct Option {
+        const char *name;
+        OptionKind kind;
+        OptionFlags flags;
+        size_t offset; /* into Config, unless kind is OPTION_SETTER/HELP */
+        int (*set)(Config *c, const char *flag, const char *value, char **ret_error);
+        const char *metavar;
+        const char *help;
+        const char *default_value; /* applied by config_init(), shown by --help */
+};
+
+#define FIELD(c, o, type) ((type *) ((uint8_t *) (c) + (o)->offset))
+
+static int errorf(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
+static int errorf(char **ret_error, int r, const char *format, ...) {
+        va_list ap;
+        char *m = NULL;
+
+        if (!ret_error)
+                return r;
+        va_start(ap, format);
+        if (vasprintf(&m, format, ap) < 0) {
+                m = NULL;
+                r = -ENOMEM;
+        }
+        va_end(ap);
+        *ret_error = m;
+        return r;
+}
+
+static int set_address(Address *a, bool *is_set, bool allow_systemd, const char *flag,
+                       const char *value, char **ret_error) {
+        Address parsed;
+        const char *reason = NULL;
+        int r;
+
+        r = address_parse(value, allow_systemd, &parsed, &reason);
+        if (r == -ENOMEM)
+                return errorf(ret_error, r, "%s", _("out of memory"));
+        if (r < 0)
+                return errorf(ret_error, r, _("--%s: invalid address \"%s\": %s"), flag, value,
+                              _(reason));
+
+        address_done(a);
+        *a = parsed;
+        *is_set = true;
+        return 0;
+}
+
+static int set_listen(Config *c, const char *flag, const char *value, char **ret_error) {
+        return set_address(&c->listen, &c->listen_set, true, flag, value, ret_error);
+}
+
+static int set_target(Config *c, const char *flag, const char *value, char **ret_error) {
+        return set_address(&c->target, &c->target_set, false, flag, value, ret_error);
+}
+
+static int set_max_tls_version(Config *c, const char *flag, const char *value, char **ret_error) {
+        if (streq(value, "TLS1.2"))
+                c->max_tls_version = TLS_VERSION_1_2;
+        else if (streq(value, "TLS1.3"))
+                c->max_tls_version = TLS_VERSION_1_3;
+        else
+                return errorf(ret_error, -EINVAL, _("--%s: must be TLS1.2 or TLS1.3, not \"%s\""),
+                              flag, value);
+        return 0;
+}
+
+static const struct {
+        const char *name;
+        CipherFamily family;
+} cipher_families[] = {
+        { "AES", CIPHER_AES },
+        { "CHACHA", CIPHER_CHACHA },
+};
+
+/* "AES,CHACHA" in preference order. Names are case-sensitive and blanks
+ * around them are ignored, as in Ghostunnel. */
+static int set_cipher_suites(Config *c, const char *flag, const char *value, char **ret_error) {
+        CipherFamily list[CIPHER_FAMILIES_MAX];
+        unsigned n = 0;
+        const char *p = value;
+
+        if (value[strspn(value, " \t")] == '\0')
+                return errorf(ret_error, -EINVAL, _("--%s: must not be empty (use AES, CHACHA)"),
+                              flag);
+
+        for (;;) {
+                size_t len = strcspn(p, ",");
+                const char *item = p;
+                size_t i;
+
+                while (len > 0 && (*item == ' ' || *item == '\t'))
+                        item++, len--;
+                while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+                        len--;
+                if (len == 0)
+                        return errorf(ret_error, -EINVAL, _("--%s: empty entry in \"%s\""), flag,
+                                      value);
+
+                for (i = 0; i < ELEMENTSOF(cipher_families); i++)
+                        if (strlen(cipher_families[i].name) == len &&
+                            memcmp(cipher_families[i].name, item, len) == 0)
+                                break;
+                if (i >= ELEMENTSOF(cipher_families))
+                        return errorf(ret_error, -EINVAL,
+                                      _("--%s: unknown cipher suite family \"%.*s\" (use AES, CHACHA)"),
+                                      flag, (int) len, item);
+                for (unsigned j = 0; j < n; j++)
+                        if (list[j] == cipher_families[i].family)
+                                return errorf(ret_error, -EINVAL,
+                                              _("--%s: \"%.*s\" given more than once"), flag,
+                                              (int) len, item);
+                list[n++] = cipher_families[i].family;
+
+                p += strcspn(p, ",");
+                if (*p == '\0')
+                        break;
+                p++;
+        }
+
+        memcpy(c->cipher_suites, list, sizeof(list[0]) * n);
+        c->n_cipher_suites = n;
+        return 0;
+}
+
+/* Repeatable, ORed together. "" is accepted and does nothing, as kingpin's
+ * enum for Ghostunnel's --quiet lists it. */
+static int set_quiet(Config *c, const char *flag, const char *value, char **ret_error) {
+        if (streq(value, "all"))
+                c->quiet |= QUIET_ALL;
+        else if (streq(value, "conns"))
+                c->quiet |= QUIET_CONNS;
+        else if (streq(value, "conn-errs"))
+                c->quiet |= QUIET_CONN_ERRS;
+        else if (streq(value, "handshake-errs"))
+                c->quiet |= QUIET_HANDSHAKE_ERRS;
+        else if (!streq(value, ""))
+                return errorf(ret_error, -EINVAL,
+                              _("--%s: must be one of all, conns, conn-errs, handshake-errs, not \"%s\""),
+                              flag, value);
+        return 0;
+}
+
+#define CFG(field) offsetof(Config, field)
+
+static const Option options[] = {
+        { "listen", OPTION_SETTER, 0, 0, set_listen, "ADDR",
+          N_("Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or systemd:NAME (required)."), NULL },
+        { "target", OPTION_SETTER, 0, 0, set_target, "ADDR",
+          N_("Address to forward connections to: HOST:PORT or unix:PATH (required)."), NULL },
+        { "unsafe-target", OPTION_BOOL, 0, CFG(unsafe_target), NULL, NULL,
+          N_("Allow a --target other than localhost, 127.0.0.1, [::1] or a UNIX socket."), NULL },
+        { "keystore", OPTION_PATH, 0, CFG(keystore), NULL, "PATH",
+          N_("Keystore with certificate and key (combined PEM or PKCS#12)."), NULL },
+        { "storepass", OPTION_STRING, 0, CFG(storepass), NULL, "PASS",
+          N_("Password for the keystore (PKCS#12 only)."), NULL },
+        { "cert", OPTION_PATH, 0, CFG(cert), NULL, "PATH",
+          N_("Certificate chain (PEM), used with --key."), NULL },
+        { "key", OPTION_PATH, 0, CFG(key), NULL, "PATH",
+          N_("Private key for --cert (PEM)."), NULL },
+        { "cacert", OPTION_PATH, 0, CFG(cacert), NULL, "PATH",
+          N_("CA bundle (PEM) client certificates must chain to. Default: system trust store."), NULL },
+        { "allow-all", OPTION_BOOL, 0, CFG(allow_all), NULL, NULL,
+          N_("Allow every client with a valid certificate."), NULL },
+        { "allow-cn", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_cn), NULL, "CN",
+          N_("Allow clients with this subject common name (can be repeated)."), NULL },
+        { "allow-ou", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_ou), NULL, "OU",
+          N_("Allow clients with this organizational unit (can be repeated)."), NULL },
+        { "allow-dns", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_dns), NULL, "DNS",
+          N_("Allow clients with this DNS subject alternative name (can be repeated)."), NULL },
+        { "allow-ip", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_ip), NULL, "IP",
+          N_("Allow clients with this IP subject alternative name (can be repeated)."), NULL },
+        { "allow-uri", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_uri), NULL, "URI",
+          N_("Allow clients with a URI subject alternative name matching this pattern; "
+             "'*' matches one path segment, a final '**' any rest (can be repeated)."), NULL },
+        { "allow-dns-san", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN,
+          CFG(allow_dns), NULL, "DNS", NULL, NULL },
+        { "allow-ip-san", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN,
+          CFG(allow_ip), NULL, "IP", NULL, NULL },
+        { "allow-uri-san", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN,
+          CFG(allow_uri), NULL, "URI", NULL, NULL },
+        { "disable-authentication", OPTION_BOOL, 0, CFG(disable_authentication), NULL, NULL,
+          N_("Do not ask clients for a certificate at all."), NULL },
+        { "connect-timeout", OPTION_DURATION, OPTION_NONZERO, CFG(connect_timeout), NULL, "DURATION",
+          N_("Timeout for the TLS handshake and for connecting to the target."), "10s" },
+        { "close-timeout", OPTION_DURATION, 0, CFG(close_timeout), NULL, "DURATION",
+          N_("How long to wait for the other side after one side closed."), "60s" },
+        { "max-conn-lifetime", OPTION_DURATION, 0, CFG(max_conn_lifetime), NULL, "DURATION",
+          N_("Close connections this long after the handshake; 0 means no limit."), "0s" },
+        { "max-concurrent-conns", OPTION_UINT, 0, CFG(max_concurrent_conns), NULL, "N",
+          N_("Most connections handled at once; 0 means no limit."), "0" },
+        { "shutdown-timeout", OPTION_DURATION, 0, CFG(shutdown_timeout), NULL, "DURATION",
+          N_("On shutdown, close connections still open after this long."), "5m" },
+        { "max-tls-version", OPTION_SETTER, 0, 0, set_max_tls_version, "VERSION",
+          N_("Highest TLS version to offer: TLS1.2 or TLS1.3."), "TLS1.3" },
+        { "cipher-suites", OPTION_SETTER, 0, 0, set_cipher_suites, "LIST",
+          N_("Cipher suite families in order of preference, comma-separated (AES, CHACHA)."),
+          "AES,CHACHA" },
+        { "quiet", OPTION_SETTER, OPTION_REPEATABLE, 0, set_quiet, "WHAT",
+          N_("Silence log messages: all, conns, conn-errs or handshake-errs (can be repeated)."),
+          NULL },
+        { "help", OPTION_HELP, 0, 0, NULL, NULL, N_("Show this help and exit."), NULL },
+};
+
+/* Finds the option for a flag name as given, without dashes. "no-FLAG"
+ * negates a boolean flag, as kingpin allows. */
+static const Option *option_find(const char *name, bool *ret_negated) {
+        const char *rest;
+
+        for (size_t i = 0; i < ELEMENTSOF(options); i++)
+                if (streq(options[i].name, name)) {
+                        *ret_negated = false;
+                        return &options[i];
+                }
+
+        rest = startswith(name, "no-");
+        if (rest)
+                for (size_t i = 0; i < ELEMENTSOF(options); i++)
+                        if (options[i].kind == OPTION_BOOL && streq(options[i].name, rest)) {
+                                *ret_negated = true;
+                                return &options[i];
+                        }
+
+        return NULL;
+}
+
+/* Go's strconv.ParseBool, which kingpin uses for "--flag=value". */
+static int parse_bool(const char *s, bool *ret) {
+        static const char * const yes[] = { "1", "t", "T", "true", "TRUE", "True" };
+        static const char * const no[] = { "0", "f", "F", "false", "FALSE", "False" };
+
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                if (streq(s, yes[i])) {
+                        *ret = true;
+                        return 0;
+                }
+                if (streq(s, no[i])) {
+                        *ret = false;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+static int parse_uint(const char *s, unsigned *ret) {
+        unsigned long long v = 0;
+
+        if (*s == '\0')
+                return -EINVAL;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9')
+                        return -EINVAL;
+                v = v * 10 + (unsigned) (*s - '0');
+                if (v > UINT32_MAX)
+                        return -ERANGE;
+        }
+        *ret = (unsigned) v;
+        return 0;
+}
+
+static int set_duration(const Option *o, usec_t *field, const char *flag, const char *value,
+                        char **ret_error) {
+        usec_t u;
+        int r;
+
+        r = parse_duration(value, &u);
+        if (r == -ERANGE)
+                return errorf(ret_error, -EINVAL, _("--%s: duration \"%s\" is too large"), flag,
+                              value);
+        if (r < 0 && value[0] == '-')
+                return errorf(ret_error, -EINVAL, _("--%s: must not be negative, not \"%s\""),
+                              flag, value);
+        if (r < 0)
+                return errorf(ret_error, -EINVAL,
+                              _("--%s: invalid duration \"%s\" (use Go syntax such as 500ms, 10s, 1m30s)"),
+                              flag, value);
+        if (u == 0 && (o->flags & OPTION_NONZERO))
+                return errorf(ret_error, -EINVAL, _("--%s: must not be zero"), flag);
+
+        *field = u;
+        return 0;
+}
+
+static int option_set(Config *c, const Option *o, const char *flag, bool negated,
+                      const char *value, char **ret_error) {
+        int r;
+
+        if (negated && value)
+                return errorf(ret_error, -EINVAL, _("--%s: takes no value"), flag);
+        if (!value && o->kind != OPTION_BOOL)
+                return errorf(ret_error, -EINVAL, _("--%s: missing value"), flag);
+        if ((o->flags & OPTION_NONEMPTY) && value && value[0] == '\0')
+                return errorf(ret_error, -EINVAL, _("--%s: value must not be empty"), flag);
+
+        switch (o->kind) {
+
+        case OPTION_BOOL: {
+                bool b = !negated;
+
+                if (value && parse_bool(value, &b) < 0)
+                        return errorf(ret_error, -EINVAL, _("--%s: must be true or false, not \"%s\""),
+                                      flag, value);
+                *FIELD(c, o, bool) = b;
+                return 0;
+        }
+
+        case OPTION_PATH:
+        case OPTION_STRING: {
+                char **field = FIELD(c, o, char *), *copy = NULL;
+
+                if (o->kind == OPTION_STRING || value[0] != '\0') {
+                        copy = strdup(value);
+                        if (!copy)
+                                return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
+                }
+                free(*field);
+                *field = copy;
+                return 0;
+        }
+
+        case OPTION_STRV:
+                r = strv_extend(FIELD(c, o, char **), value);
+                if (r < 0)
+                        return errorf(ret_error, r, "%s", _("out of memory"));
+                return 0;
+
+        case OPTION_DURATION:
+                return set_duration(o, FIELD(c, o, usec_t), flag, value, ret_error);
+
+        case OPTION_UINT:
+                r = parse_uint(value, FIELD(c, o, unsigned));
+                if (r == -ERANGE)
+                        return errorf(ret_error, -EINVAL, _("--%s: \"%s\" is too large (at most %u)"),
+                                      flag, value, (unsigned) UINT32_MAX);
+                if (r < 0)
+                        return errorf(ret_error, -EINVAL,
+                                      _("--%s: must be a non-negative integer, not \"%s\""), flag,
+                                      value);
+                return 0;
+
+        case OPTION_SETTER:
+                return o->set(c, flag, value, ret_error);
+
+        case OPTION_HELP:
+                return errorf(ret_error, -EINVAL, _("--%s: only valid on the command line"), flag);
+        }
+
+        assert(false);
+        return -EINVAL;
+}
+
+void config_init(Config *c) {
+        assert(c);
+
+        *c = (Config) {};
+        for (size_t i = 0; i < ELEMENTSOF(options); i++) {
+                _unused_ int r;
+
+                if (!options[i].default_value)
+                        continue;
+                /* Defaults are literals in the table above and allocate nothing. */
+                r = option_set(c, &options[i], options[i].name, false, options[i].default_value,
+                               NULL);
+                assert(r >= 0);
+        }
+}
+
+void config_done(Config *c) {
+        if (!c)
+                return;
+        address_done(&c->listen);
+        address_done(&c->target);
+        free(c->keystore);
+        free(c->storepass);
+        free(c->cert);
+        free(c->key);
+        free(c->cacert);
+        strv_free(c->allow_cn);
+        strv_free(c->allow_ou);
+        strv_free(c->allow_dns);
+        strv_free(c->allow_ip);
+        strv_free(c->allow_uri);
+        *c = (Config) {};
+}
+
+int config_set_option(Config *c, const char *name, const char *value, char **ret_error) {
+        const Option *o;
+        bool negated;
+
+        assert(c);
+        assert(name);
+
+        o = option_find(name, &negated);
+        if (!o)
+                return errorf(ret_error, -ENOENT, _("unknown flag --%s"), name);
+        return option_set(c, o, name, negated, value, ret_error);
+}
+
+int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **ret_error) {
+        bool seen[ELEMENTSOF(options)] = {};
+        int r;
+
+        assert(c);
+        assert(argc == 0 || argv);
+
+        /* --help anywhere wins, so that it works even next to a broken flag. */
+        for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--help")) {
+                        if (ret_help)
+                                *ret_help = true;
+                        return 0;
+                }
+
+        for (int i = 0; i < argc; i++) {
+                _cleanup_free_ char *name = NULL;
+                const char *arg = argv[i], *body, *eq, *value;
+                const Option *o;
+                bool negated;
+
+                if (streq(arg, "--")) {
+                        if (i + 1 < argc)
+                                return errorf(ret_error, -EINVAL,
+                                              _("unexpected argument \"%s\" (tlsgate server takes only flags)"),
+                                              argv[i + 1]);
+                        break;
+                }
+                body = startswith(arg, "--");
+                if (!body) {
+                        if (arg[0] == '-' && arg[1] != '\0')
+                                return errorf(ret_error, -ENOENT,
+                                              _("unknown flag %s (see tlsgate server --help)"), arg);
+                        return errorf(ret_error, -EINVAL,
+                                      _("unexpected argument \"%s\" (tlsgate server takes only flags)"),
+                                      arg);
+                }
+
+                eq = strchr(body, '=');
+                name = eq ? strndup(body, (size_t) (eq - body)) : strdup(body);
+                if (!name)
+                        return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
+                value = eq ? eq + 1 : NULL;
+
+                o = option_find(name, &negated);
+                if (!o)
+                        return errorf(ret_error, -ENOENT,
+                                      _("unknown flag --%s (see tlsgate server --help)"), name);
+                if (o->kind == OPTION_HELP) {
+                        if (ret_help)
+                                *ret_help = true;
+                        return 0;
+                }
+
+                if (!value && o->kind != OPTION_BOOL) {
+                        /* "--target --listen x" is a forgotten value, not the value "--listen". */
+                        if (i + 1 >= argc || startswith(argv[i + 1], "--"))
+                                return errorf(ret_error, -EINVAL, _("--%s: missing value"), name);
+                        value = argv[++i];
+                }
+
+                if (!(o->flags & OPTION_REPEATABLE)) {
+                        size_t idx = (size_t) (o - options);
+
+                        if (seen[idx])
+                                return errorf(ret_error, -EINVAL, _("--%s: given more than once"),
+                                              name);
+                        seen[idx] = true;
+                }
+
+                r = option_set(c, o, name, negated, value, ret_error);
+                if (r < 0)
+                        return r;
+        }
+
+        if (ret_help)
+                *ret_help = false;
+        return 0;
+}
+
+static int validate_credentials(const Config *c, char **ret_error) {
+        if (c->keystore && (c->cert || c->key))
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("--keystore and --cert/--key are mutually exclusive"));
+        if (c->cert && !c->key)
+                return errorf(ret_error, -EINVAL, "%s", _("--cert requires --key"));
+        if (c->key && !c->cert)
+                return errorf(ret_error, -EINVAL, "%s", _("--key requires --cert"));
+        if (!c->keystore && !c->cert)
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("at least one of --keystore or --cert/--key is required"));
+        if (c->storepass && !c->keystore)
+                return errorf(ret_error, -EINVAL, "%s", _("--storepass requires --keystore"));
+        return 0;
+}
+
+static int validate_access(const Config *c, char **ret_error) {
+        bool rules = c->allow_cn || c->allow_ou || c->allow_dns || c->allow_ip || c->allow_uri;
+
+        if (!c->disable_authentication && !c->allow_all && !rules)
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("at least one of --allow-all, --allow-cn, --allow-ou, --allow-dns, "
+                                "--allow-ip, --allow-uri or --disable-authentication is required"));
+        if (!c->disable_authentication && c->allow_all && rules)
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("--allow-all is mutually exclusive with other access control flags"));
+        if (c->disable_authentication && (c->allow_all || rules))
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("--disable-authentication is mutually exclusive with other access "
+                                "control flags"));
+
+        STRV_FOREACH(p, c->allow_uri)
+                if (!uri_pattern_valid(*p))
+                        return errorf(ret_error, -EINVAL,
+                                      _("--allow-uri: invalid pattern \"%s\" ('**' may only be the last segment)"),
+                                      *p);
+
+        STRV_FOREACH(ip, c->allow_ip) {
+                unsigned char buf[sizeof(struct in6_addr)];
+
+                if (inet_pton(AF_INET, *ip, buf) != 1 && inet_pton(AF_INET6, *ip, buf) != 1)
+                        return errorf(ret_error, -EINVAL,
+                                      _("--allow-ip: \"%s\" is not an IPv4 or IPv6 address"), *ip);
+        }
+        return 0;
+}
+
+int config_validate(const Config *c, char **ret_error) {
+        int r;
+
+        assert(c);
+
+        if (!c->listen_set)
+                return errorf(ret_error, -EINVAL, "%s", _("--listen is required"));
+        if (!c->target_set)
+                return errorf(ret_error, -EINVAL, "%s", _("--target is required"));
+
+        r = validate_credentials(c, ret_error);
+        if (r < 0)
+                return r;
+
+        r = validate_access(c, ret_error);
+        if (r < 0)
+                return r;
+
+        if (!c->unsafe_target && !address_is_local_target(c->target.spec))
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("--target must be unix:PATH, localhost:PORT, 127.0.0.1:PORT or "
+                                "[::1]:PORT (unless --unsafe-target is set)"));
+        return 0;
+}
+
+#define HELP_INDENT 8
+#define HELP_WIDTH 80
+
+/* Prints one word of indented help, starting a new line when it would not
+ * fit. */
+static void help_word(const char *w, size_t n, size_t *col) {
+        if (*col > HELP_INDENT && *col + 1 + n > HELP_WIDTH) {
+                printf("\n%*s", HELP_INDENT, "");
+                *col = HELP_INDENT;
+        } else if (*col > HELP_INDENT) {
+                putchar(' ');
+                (*col)++;
+        }
+        printf("%.*s", (int) n, w);
+        *col += n;
+}
+
+/* Prints text wrapped at word boundaries, then the default as one piece. */
+static void print_wrapped(const char *text, const char *default_value) {
+        size_t col = HELP_INDENT;
+
+        printf("%*s", HELP_INDENT, "");
+        for (const char *p = text; *p; p += strspn(p, " ")) {
+                size_t n = strcspn(p, " ");
+
+                help_word(p, n, &col);
+                p += n;
+        }
+        if (default_value) {
+                _cleanup_free_ char *d = NULL;
+
+                if (asprintf(&d, _("(default: %s)"), default_value) >= 0)
+                        help_word(d, strlen(d), &col);
+        }
+        putchar('\n');
+}
+
+void config_print_help(void) {
+        fputs(_("Usage: tlsgate server --listen=ADDR --target=ADDR [FLAGS]\n"
+                "\n"
+                "Accept TLS connections, verify the client certificate and forward the\n"
+                "plain stream to the target.\n"
+                "\n"
+                "Flags:\n"),
+              stdout);
+
+        for (size_t i = 0; i < ELEMENTSOF(options); i++) {
+                const Option *o = &options[i];
+
+                if (o->flags & OPTION_HIDDEN)
+                        continue;
+                if (o->metavar)
+                        printf("  --%s=%s\n", o->name, o->metavar);
+                else
+                        printf("  --%s\n", o->name);
+                print_wrapped(_(o->help), o->default_value);
+        }
+}

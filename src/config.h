@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Command-line options: one table of option definitions serves the command
+ * line now and the config file later (issue 4). Pure logic: no I/O besides
+ * what the caller does with the result. */
+
+#include <stdbool.h>
+
+#include "address.h"
+#include "macro.h"
+
+typedef enum QuietFlags {
+        QUIET_CONNS = 1 << 0,          /* "opening pipe"/"closed pipe" */
+        QUIET_CONN_ERRS = 1 << 1,      /* dial errors, errors while piping */
+        QUIET_HANDSHAKE_ERRS = 1 << 2, /* TLS handshake errors and denials */
+        QUIET_ALL = QUIET_CONNS | QUIET_CONN_ERRS | QUIET_HANDSHAKE_ERRS,
+} QuietFlags;
+
+typedef enum TlsVersion {
+        TLS_VERSION_1_2 = 0x0303,
+        TLS_VERSION_1_3 = 0x0304,
+} TlsVersion;
+
+typedef enum CipherFamily {
+        CIPHER_AES = 1,
+        CIPHER_CHACHA = 2,
+} CipherFamily;
+
+#define CIPHER_FAMILIES_MAX 2
+
+typedef struct Config {
+        /* Addresses, parsed. */
+        Address listen;
+        Address target;
+        bool listen_set, target_set;
+        bool unsafe_target;
+
+        /* Credentials: paths only, loading is creds.c's job. */
+        char *keystore;
+        char *storepass;       /* NULL when not given; "" is a valid password */
+        char *cert;
+        char *key;
+        char *cacert;          /* NULL: system trust store */
+
+        /* Authorization. */
+        bool allow_all;
+        bool disable_authentication;
+        char **allow_cn, **allow_ou, **allow_dns, **allow_ip, **allow_uri;
+
+        /* Timeouts (0 = off where the flag says so). */
+        usec_t connect_timeout;   /* default 10s, must be > 0 */
+        usec_t close_timeout;     /* default 60s */
+        usec_t max_conn_lifetime; /* default 0 = off */
+        usec_t shutdown_timeout;  /* default 5m */
+        unsigned max_concurrent_conns; /* 0 = unlimited */
+
+        TlsVersion max_tls_version;   /* default TLS 1.3 */
+        CipherFamily cipher_suites[CIPHER_FAMILIES_MAX]; /* in preference order */
+        unsigned n_cipher_suites;     /* default AES,CHACHA */
+
+        unsigned quiet;               /* QuietFlags */
+} Config;
+
+/* Sets the defaults. */
+void config_init(Config *c);
+void config_done(Config *c);
+
+/* Sets one option by its long name without dashes ("listen", "allow-cn").
+ * value is NULL for a boolean flag given without "=value". Used by the
+ * argv parser and (later) by the config file parser.
+ * Returns 0, or -EINVAL/-ENOENT/-ENOMEM with *ret_error set to a malloc'ed
+ * message naming the flag and what is wrong ("--connect-timeout: invalid
+ * duration \"abc\""). */
+int config_set_option(Config *c, const char *name, const char *value, char **ret_error);
+
+/* Parses argv after the "server" verb: "--name=value", "--name value",
+ * "--bool-flag". Stops at nothing: every argument must be a known flag.
+ * Sets *ret_help when --help was seen (then nothing is validated).
+ * Same error contract as config_set_option(). */
+int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **ret_error);
+
+/* Cross-flag validation, Ghostunnel's rules: required flags, --cert needs
+ * --key, --keystore excludes --cert/--key, at least one access rule,
+ * --allow-all and --disable-authentication exclusive with other rules,
+ * safe --target unless --unsafe-target, --allow-uri patterns well formed,
+ * --allow-ip addresses parse. Same error contract. */
+int config_validate(const Config *c, char **ret_error);
+
+/* Prints `tlsgate server --help` text to stdout, generated from the table. */
+void config_print_help(void);

@@ -1,0 +1,729 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <gnutls/x509.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/un.h>
+
+#include "authz.h"
+#include "conn.h"
+#include "duration.h"
+#include "log.h"
+
+/* One record's worth per direction: big enough for full 16 KiB TLS records,
+ * small enough that a slow peer holds back the fast one (backpressure). */
+#define PIPE_BUFFER_SIZE (16U * 1024U)
+/* Work done per wake-up before yielding to other connections. */
+#define PUMP_ROUNDS_MAX 16
+
+typedef struct Pipe {
+        uint8_t *buf;
+        size_t off, len;        /* pending bytes are buf[off..len) */
+        uint64_t bytes;         /* moved so far, for the log */
+        bool eof;               /* the source ended */
+        bool shut;              /* the end was passed on to the sink */
+} Pipe;
+
+struct Conn {
+        ConnServer *server;
+        Conn *prev, *next;
+        uint64_t id;
+        ConnState state;
+
+        int fd;                 /* client */
+        int target_fd;
+        gnutls_session_t session;
+        Creds *creds;           /* the credential this handshake uses */
+        CertBundle *bundle;     /* what conn_retrieve_certificate hands out */
+
+        sd_event_source *io, *target_io;
+        sd_event_source *deadline;      /* --connect-timeout, then --close-timeout */
+        sd_event_source *lifetime;      /* --max-conn-lifetime */
+        usec_t start;
+
+        Pipe c2t, t2c;
+        bool send_blocked;      /* a TLS send (or bye) is waiting for POLLOUT */
+        bool recv_wants_write;  /* a TLS read must write first (key update) */
+
+        char peer[INET6_ADDRSTRLEN + 16];
+        char id_str[24];
+        char *client_cn;
+};
+
+static const char *const conn_state_table[_CONN_STATE_MAX] = {
+        [CONN_HANDSHAKE] = "handshake",
+        [CONN_DIALING] = "dialing",
+        [CONN_PIPING] = "piping",
+};
+
+const char *conn_state_to_string(ConnState s) {
+        return s >= 0 && s < _CONN_STATE_MAX ? conn_state_table[s] : NULL;
+}
+
+static bool quiet(const Conn *c, unsigned what) {
+        return (c->server->config->quiet & what) != 0;
+}
+
+#define CONN_FIELDS(c)                                                                    \
+        (LogField[]) {                                                                    \
+                { "TLSGATE_PEER", (c)->peer }, { "TLSGATE_CONN_ID", (c)->id_str },         \
+                        { "TLSGATE_CLIENT_CN", (c)->client_cn },                          \
+        }
+#define conn_log(c, level, error, message_id, ...) \
+        log_fields(level, error, message_id, CONN_FIELDS(c), 3, __VA_ARGS__)
+
+static void conn_set_state(Conn *c, ConnState s) {
+        conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: %s -> %s", c->id_str,
+                 conn_state_to_string(c->state), conn_state_to_string(s));
+        c->state = s;
+}
+
+static void format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
+        char host[INET6_ADDRSTRLEN];
+
+        if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+                snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
+        } else if (sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) sa;
+                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+                snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+        } else if (sa->sa_family == AF_UNIX) {
+                const struct sockaddr_un *un = (const struct sockaddr_un *) sa;
+                if (len > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0])
+                        snprintf(buf, size, "unix:%.*s",
+                                 (int) (len - offsetof(struct sockaddr_un, sun_path)),
+                                 un->sun_path);
+                else
+                        snprintf(buf, size, "unix:@");
+        } else
+                snprintf(buf, size, "unknown");
+}
+
+Conn *conn_free(Conn *c) {
+        ConnServer *s;
+
+        if (!c)
+                return NULL;
+        s = c->server;
+
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->target_io);
+        sd_event_source_disable_unref(c->deadline);
+        sd_event_source_disable_unref(c->lifetime);
+        if (c->session)
+                gnutls_deinit(c->session);
+        /* Only after gnutls_deinit(): GnuTLS may still point into the bundle. */
+        cert_bundle_unref(c->bundle);
+        creds_unref(c->creds);
+        safe_close(c->fd);
+        safe_close(c->target_fd);
+        free(c->c2t.buf);
+        free(c->t2c.buf);
+        free(c->client_cn);
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        s->n_conns--;
+        free(c);
+
+        if (s->on_conn_freed)
+                s->on_conn_freed(s, s->userdata);
+        return NULL;
+}
+
+void conn_server_close_all(ConnServer *s) {
+        while (s->conns)
+                conn_free(s->conns);
+}
+
+int conn_retrieve_certificate(gnutls_session_t session, const struct gnutls_cert_retr_st *info,
+                              gnutls_pcert_st **certs, unsigned *n_certs,
+                              gnutls_ocsp_data_st **ocsp, unsigned *n_ocsp,
+                              gnutls_privkey_t *key, unsigned *flags) {
+        Conn *c = gnutls_session_get_ptr(session);
+
+        if (!c || !c->bundle)
+                return -1;
+        /* The pointers stay valid until gnutls_deinit(): the connection holds
+         * a reference to the bundle until then. */
+        *certs = c->bundle->pcerts;
+        *n_certs = c->bundle->n_pcerts;
+        *key = c->bundle->key;
+        *ocsp = NULL;
+        *n_ocsp = 0;
+        *flags = 0;
+        return 0;
+}
+
+static int conn_update_events(Conn *c);
+static void conn_pump(Conn *c);
+
+/* Ends the connection with a message; the message is already logged. */
+static void conn_close(Conn *c) {
+        if (c->state == CONN_PIPING && !quiet(c, QUIET_CONNS)) {
+                char dur[DURATION_MAX];
+                usec_t now = 0;
+                sd_event_now(c->server->event, CLOCK_MONOTONIC, &now);
+                conn_log(c, LOG_INFO, 0, NULL,
+                         "closed pipe: %s -> %s (%" PRIu64 " bytes from client, %" PRIu64
+                         " bytes to client, open %s)",
+                         c->peer, c->server->config->target.spec, c->c2t.bytes, c->t2c.bytes,
+                         format_duration(dur, sizeof dur, now - c->start));
+        }
+        conn_free(c);
+}
+
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Conn *c = userdata;
+
+        switch (c->state) {
+        case CONN_HANDSHAKE:
+                if (!quiet(c, QUIET_HANDSHAKE_ERRS))
+                        conn_log(c, LOG_WARNING, 0, MESSAGE_ID_HANDSHAKE_FAILED,
+                                 "error on TLS handshake from %s: timed out after --connect-timeout",
+                                 c->peer);
+                break;
+        case CONN_DIALING:
+                if (!quiet(c, QUIET_CONN_ERRS))
+                        conn_log(c, LOG_WARNING, 0, MESSAGE_ID_DIAL_FAILED,
+                                 "error on dial to %s for %s: timed out after --connect-timeout",
+                                 c->server->config->target.spec, c->peer);
+                break;
+        default:
+                conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: --close-timeout reached, closing",
+                         c->id_str);
+        }
+        conn_close(c);
+        return 0;
+}
+
+static int on_lifetime(sd_event_source *s, uint64_t usec, void *userdata) {
+        Conn *c = userdata;
+
+        if (!quiet(c, QUIET_CONN_ERRS))
+                conn_log(c, LOG_INFO, 0, NULL, "closing connection from %s: --max-conn-lifetime reached",
+                         c->peer);
+        conn_close(c);
+        return 0;
+}
+
+static int conn_arm_deadline(Conn *c, usec_t timeout) {
+        usec_t now;
+        int r;
+
+        r = sd_event_now(c->server->event, CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                return r;
+        if (c->deadline) {
+                r = sd_event_source_set_time(c->deadline, now + timeout);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(c->deadline, SD_EVENT_ONESHOT);
+                return r;
+        }
+        return sd_event_add_time(c->server->event, &c->deadline, CLOCK_MONOTONIC, now + timeout,
+                                 0, on_deadline, c);
+}
+
+static void conn_log_handshake_error(Conn *c, const char *reason) {
+        if (!quiet(c, QUIET_HANDSHAKE_ERRS))
+                conn_log(c, LOG_WARNING, 0, MESSAGE_ID_HANDSHAKE_FAILED,
+                         "error on TLS handshake from %s: %s", c->peer, reason);
+}
+
+/* --- dialing ------------------------------------------------------------- */
+
+static int on_target_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+static void conn_dial_failed(Conn *c, int error) {
+        if (!quiet(c, QUIET_CONN_ERRS))
+                conn_log(c, LOG_WARNING, error, MESSAGE_ID_DIAL_FAILED,
+                         "error on dial to %s for %s: %m", c->server->config->target.spec,
+                         c->peer);
+        conn_close(c);
+}
+
+static int conn_start_piping(Conn *c) {
+        ConnServer *s = c->server;
+
+        c->c2t.buf = malloc(PIPE_BUFFER_SIZE);
+        c->t2c.buf = malloc(PIPE_BUFFER_SIZE);
+        if (!c->c2t.buf || !c->t2c.buf)
+                return -ENOMEM;
+
+        conn_set_state(c, CONN_PIPING);
+        /* The connect timeout covered handshake and dial; from now on the
+         * deadline only serves --close-timeout. */
+        sd_event_source_set_enabled(c->deadline, SD_EVENT_OFF);
+        if (!quiet(c, QUIET_CONNS))
+                conn_log(c, LOG_INFO, 0, NULL, "opening pipe: %s%s%s%s -> %s", c->peer,
+                         c->client_cn ? " [CN=" : "", strempty(c->client_cn),
+                         c->client_cn ? "]" : "", s->config->target.spec);
+        conn_pump(c);
+        return 0;
+}
+
+static void conn_dial_finished(Conn *c) {
+        int error = 0;
+        socklen_t len = sizeof error;
+
+        if (getsockopt(c->target_fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
+                error = errno;
+        if (error != 0)
+                return conn_dial_failed(c, error);
+        if (conn_start_piping(c) < 0) {
+                log_oom();
+                conn_close(c);
+        }
+}
+
+static void conn_dial(Conn *c) {
+        ConnServer *s = c->server;
+        int r;
+
+        conn_set_state(c, CONN_DIALING);
+        c->target_fd = socket(s->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->target_fd < 0)
+                return conn_dial_failed(c, errno);
+
+        r = sd_event_add_io(s->event, &c->target_io, c->target_fd, EPOLLOUT, on_target_io, c);
+        if (r < 0)
+                return conn_dial_failed(c, -r);
+
+        if (connect(c->target_fd, (const struct sockaddr *) &s->target, s->target_len) < 0) {
+                if (errno != EINPROGRESS && errno != EAGAIN)
+                        return conn_dial_failed(c, errno);
+                /* Wait for EPOLLOUT. A unix socket with a full backlog says EAGAIN. */
+                (void) sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+                return;
+        }
+        conn_dial_finished(c);
+}
+
+/* --- handshake ----------------------------------------------------------- */
+
+static int conn_verify_resumed(Conn *c, const char **ret_reason) {
+        unsigned status = 0;
+        int r;
+
+        /* Resumption skips the in-handshake verification: verify the peer
+         * chain again, it may have expired or its CA may have changed. */
+        r = gnutls_certificate_verify_peers2(c->session, &status);
+        if (r < 0) {
+                *ret_reason = gnutls_strerror(r);
+                return -EPERM;
+        }
+        if (status != 0) {
+                *ret_reason = status & GNUTLS_CERT_EXPIRED ? "resumed session's client certificate has expired"
+                                                           : "resumed session's client certificate is no longer trusted";
+                return -EPERM;
+        }
+        return 0;
+}
+
+static void conn_handshake_done(Conn *c) {
+        const Config *cfg = c->server->config;
+        const gnutls_datum_t *peers;
+        unsigned n_peers = 0;
+        const char *reason = NULL, *rule = NULL;
+        gnutls_x509_crt_t crt = NULL;
+        PeerIdentity id = {};
+
+        if (!c->creds->request_client_cert)
+                goto allowed;
+
+        peers = gnutls_certificate_get_peers(c->session, &n_peers);
+        if (!peers || n_peers == 0) {
+                conn_log_handshake_error(c, "client did not present a certificate");
+                return conn_close(c);
+        }
+        if (gnutls_session_is_resumed(c->session) && conn_verify_resumed(c, &reason) < 0) {
+                conn_log_handshake_error(c, reason);
+                return conn_close(c);
+        }
+
+        if (gnutls_x509_crt_init(&crt) < 0 ||
+            gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) < 0 ||
+            peer_identity_from_x509(crt, &id) < 0) {
+                if (crt)
+                        gnutls_x509_crt_deinit(crt);
+                conn_log_handshake_error(c, "cannot parse the client certificate");
+                return conn_close(c);
+        }
+        gnutls_x509_crt_deinit(crt);
+        if (id.cn)
+                c->client_cn = strdup(id.cn);
+
+        if (authz_check(cfg, &id, &rule) != AUTHZ_ALLOW) {
+                peer_identity_done(&id);
+                if (!quiet(c, QUIET_HANDSHAKE_ERRS))
+                        conn_log(c, LOG_WARNING, 0, MESSAGE_ID_CLIENT_DENIED,
+                                 "access denied for %s (CN=%s): no --allow rule matches the client certificate",
+                                 c->peer, c->client_cn ? c->client_cn : "(none)");
+                /* Best effort: tell a TLS 1.3 client, which saw the handshake
+                 * succeed, why it is closed. */
+                (void) gnutls_alert_send(c->session, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
+                return conn_close(c);
+        }
+        peer_identity_done(&id);
+        conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: client allowed by %s", c->id_str, rule);
+
+allowed:
+        conn_dial(c);
+}
+
+static void conn_handshake_step(Conn *c) {
+        int r;
+
+        for (unsigned i = 0; i < PUMP_ROUNDS_MAX; i++) {
+                r = gnutls_handshake(c->session);
+                if (r == GNUTLS_E_SUCCESS)
+                        return conn_handshake_done(c);
+                if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+                        (void) sd_event_source_set_io_events(
+                                c->io, gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN);
+                        return;
+                }
+                if (!gnutls_error_is_fatal(r))
+                        continue; /* a warning alert: go on */
+
+                if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+                        gnutls_datum_t out = {};
+                        unsigned status = gnutls_session_get_verify_cert_status(c->session);
+                        if (gnutls_certificate_verification_status_print(
+                                    status, GNUTLS_CRT_X509, &out, 0) >= 0) {
+                                _cleanup_free_ char *msg = NULL;
+                                if (asprintf(&msg, "client certificate rejected: %s", out.data) >= 0)
+                                        conn_log_handshake_error(c, msg);
+                                gnutls_free(out.data);
+                        } else
+                                conn_log_handshake_error(c, gnutls_strerror(r));
+                } else if (r == GNUTLS_E_NO_CERTIFICATE_FOUND)
+                        conn_log_handshake_error(c, "client did not present a certificate");
+                else
+                        conn_log_handshake_error(c, gnutls_strerror(r));
+                return conn_close(c);
+        }
+        /* Too many warnings in a row: let the loop breathe and come back. */
+        (void) sd_event_source_set_io_events(c->io, EPOLLIN);
+}
+
+/* --- piping -------------------------------------------------------------- */
+
+/* Returns >0 on progress, 0 when blocked, <0 when the connection must end. */
+static int pipe_read_tls(Conn *c) {
+        Pipe *p = &c->c2t;
+        ssize_t n;
+
+        if (p->eof || p->len > 0)
+                return 0;
+        n = gnutls_record_recv(c->session, p->buf, PIPE_BUFFER_SIZE);
+        c->recv_wants_write = false;
+        if (n > 0) {
+                p->off = 0;
+                p->len = (size_t) n;
+                p->bytes += (uint64_t) n;
+                return 1;
+        }
+        if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+                /* close_notify, or a TCP FIN without one: the client is done
+                 * sending; pass the end on as a half-close. */
+                p->eof = true;
+                return 1;
+        }
+        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+                c->recv_wants_write = gnutls_record_get_direction(c->session) == 1;
+                return 0;
+        }
+        if (n == GNUTLS_E_REHANDSHAKE) {
+                /* A TLS 1.2 renegotiation could swap the client certificate
+                 * under the authorization we made: refuse it. */
+                if (!quiet(c, QUIET_CONN_ERRS))
+                        conn_log(c, LOG_WARNING, 0, NULL,
+                                 "closing connection from %s: client attempted renegotiation",
+                                 c->peer);
+                return -EPROTO;
+        }
+        if (!gnutls_error_is_fatal((int) n))
+                return 1;
+        if (!quiet(c, QUIET_CONN_ERRS))
+                conn_log(c, LOG_INFO, 0, NULL, "error reading from client %s: %s", c->peer,
+                         gnutls_strerror((int) n));
+        return -EIO;
+}
+
+static int pipe_write_target(Conn *c) {
+        Pipe *p = &c->c2t;
+        ssize_t n;
+
+        if (p->off < p->len) {
+                n = send(c->target_fd, p->buf + p->off, p->len - p->off, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                return 0;
+                        if (!quiet(c, QUIET_CONN_ERRS))
+                                conn_log(c, LOG_INFO, errno, NULL,
+                                         "error writing to target %s for %s: %m",
+                                         c->server->config->target.spec, c->peer);
+                        return -errno;
+                }
+                p->off += (size_t) n;
+                if (p->off == p->len)
+                        p->off = p->len = 0;
+                return 1;
+        }
+        if (p->eof && !p->shut) {
+                (void) shutdown(c->target_fd, SHUT_WR);
+                p->shut = true;
+                return 1;
+        }
+        return 0;
+}
+
+static int pipe_read_target(Conn *c) {
+        Pipe *p = &c->t2c;
+        ssize_t n;
+
+        if (p->eof || p->len > 0)
+                return 0;
+        n = recv(c->target_fd, p->buf, PIPE_BUFFER_SIZE, 0);
+        if (n > 0) {
+                p->off = 0;
+                p->len = (size_t) n;
+                p->bytes += (uint64_t) n;
+                return 1;
+        }
+        if (n == 0) {
+                p->eof = true;
+                return 1;
+        }
+        if (errno == EAGAIN || errno == EINTR)
+                return 0;
+        if (!quiet(c, QUIET_CONN_ERRS))
+                conn_log(c, LOG_INFO, errno, NULL, "error reading from target %s for %s: %m",
+                         c->server->config->target.spec, c->peer);
+        return -errno;
+}
+
+static int pipe_write_tls(Conn *c) {
+        Pipe *p = &c->t2c;
+        ssize_t n;
+
+        if (p->off < p->len) {
+                /* After GNUTLS_E_AGAIN the same data must be offered again,
+                 * which it is: off only moves on success. */
+                n = gnutls_record_send(c->session, p->buf + p->off, p->len - p->off);
+                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+                        c->send_blocked = true;
+                        return 0;
+                }
+                c->send_blocked = false;
+                if (n < 0) {
+                        if (!quiet(c, QUIET_CONN_ERRS))
+                                conn_log(c, LOG_INFO, 0, NULL, "error writing to client %s: %s",
+                                         c->peer, gnutls_strerror((int) n));
+                        return -EIO;
+                }
+                p->off += (size_t) n;
+                if (p->off == p->len)
+                        p->off = p->len = 0;
+                return 1;
+        }
+        if (p->eof && !p->shut) {
+                /* close_notify, keeping the TCP connection open for the other
+                 * direction. */
+                n = gnutls_bye(c->session, GNUTLS_SHUT_WR);
+                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+                        c->send_blocked = true;
+                        return 0;
+                }
+                c->send_blocked = false;
+                p->shut = true;
+                if (n < 0)
+                        return -EIO;
+                return 1;
+        }
+        return 0;
+}
+
+static int conn_update_events(Conn *c) {
+        uint32_t ev = 0, tev = 0;
+        int r;
+
+        if ((!c->c2t.eof && c->c2t.len == 0) && !c->recv_wants_write)
+                ev |= EPOLLIN;
+        if (c->send_blocked || c->recv_wants_write)
+                ev |= EPOLLOUT;
+        if (!c->t2c.eof && c->t2c.len == 0)
+                tev |= EPOLLIN;
+        if (c->c2t.off < c->c2t.len)
+                tev |= EPOLLOUT;
+
+        /* A source with no events would still report EPOLLHUP and spin. */
+        if (ev) {
+                r = sd_event_source_set_io_events(c->io, ev);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(c->io, SD_EVENT_ON);
+        } else
+                r = sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+        if (r < 0)
+                return r;
+        if (tev) {
+                r = sd_event_source_set_io_events(c->target_io, tev);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(c->target_io, SD_EVENT_ON);
+        } else
+                r = sd_event_source_set_enabled(c->target_io, SD_EVENT_OFF);
+        return r;
+}
+
+static void conn_pump(Conn *c) {
+        const Config *cfg = c->server->config;
+        bool was_half_closed = c->c2t.shut || c->t2c.shut;
+        int r;
+
+        for (unsigned i = 0; i < PUMP_ROUNDS_MAX; i++) {
+                int progress = 0;
+
+                /* Write before read: a buffer is refilled only once empty. */
+                r = pipe_write_target(c);
+                if (r < 0)
+                        return conn_close(c);
+                progress += r;
+                r = pipe_write_tls(c);
+                if (r < 0)
+                        return conn_close(c);
+                progress += r;
+                r = pipe_read_tls(c);
+                if (r < 0)
+                        return conn_close(c);
+                progress += r;
+                r = pipe_read_target(c);
+                if (r < 0)
+                        return conn_close(c);
+                progress += r;
+
+                if (progress == 0)
+                        break;
+        }
+
+        if (c->c2t.shut && c->t2c.shut)
+                return conn_close(c);
+
+        if (!was_half_closed && (c->c2t.shut || c->t2c.shut)) {
+                /* One direction ended: the other gets --close-timeout. */
+                if (cfg->close_timeout == 0)
+                        return conn_close(c);
+                if (conn_arm_deadline(c, cfg->close_timeout) < 0)
+                        return conn_close(c);
+        }
+
+        if (conn_update_events(c) < 0)
+                conn_close(c);
+}
+
+/* --- I/O dispatch -------------------------------------------------------- */
+
+static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Conn *c = userdata;
+
+        if (c->state == CONN_HANDSHAKE)
+                conn_handshake_step(c);
+        else if (c->state == CONN_PIPING)
+                conn_pump(c);
+        return 0;
+}
+
+static int on_target_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Conn *c = userdata;
+
+        if (c->state == CONN_DIALING)
+                conn_dial_finished(c);
+        else if (c->state == CONN_PIPING)
+                conn_pump(c);
+        return 0;
+}
+
+static int conn_setup_session(Conn *c) {
+        Creds *cr = c->creds;
+        int r;
+
+        r = gnutls_init(&c->session, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+        if (r < 0)
+                return errno_from_gnutls(r);
+        gnutls_session_set_ptr(c->session, c);
+        r = gnutls_priority_set(c->session, cr->priority);
+        if (r >= 0)
+                r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, cr->x509);
+        if (r >= 0 && c->server->ticket_key.size > 0)
+                r = gnutls_session_ticket_enable_server(c->session, &c->server->ticket_key);
+        if (r < 0)
+                return errno_from_gnutls(r);
+        if (cr->request_client_cert) {
+                gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_REQUIRE);
+                /* Chain verification during the handshake, no hostname. */
+                gnutls_session_set_verify_cert(c->session, NULL, 0);
+        } else
+                gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_IGNORE);
+        /* Our own timer enforces --connect-timeout. */
+        gnutls_handshake_set_timeout(c->session, 0);
+        gnutls_transport_set_int(c->session, c->fd);
+        return 0;
+}
+
+int conn_new(ConnServer *s, int fd, const struct sockaddr *peer, socklen_t peer_len, Conn **ret) {
+        Conn *c;
+        int r;
+
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        c->server = s;
+        c->fd = fd;
+        c->target_fd = -EBADF;
+        c->id = ++s->next_id;
+        c->state = CONN_HANDSHAKE;
+        snprintf(c->id_str, sizeof c->id_str, "%" PRIu64, c->id);
+        format_peer(peer, peer_len, c->peer, sizeof c->peer);
+        c->creds = creds_ref(s->creds);
+        c->bundle = cert_bundle_ref(s->creds->bundle);
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &c->start);
+
+        /* Linked first, so that conn_free() can always unlink. */
+        c->next = s->conns;
+        if (s->conns)
+                s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+
+        r = conn_setup_session(c);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN, on_client_io, c);
+        if (r < 0)
+                goto fail;
+        r = conn_arm_deadline(c, s->config->connect_timeout);
+        if (r < 0)
+                goto fail;
+        if (s->config->max_conn_lifetime > 0) {
+                r = sd_event_add_time_relative(s->event, &c->lifetime, CLOCK_MONOTONIC,
+                                               s->config->max_conn_lifetime, 0, on_lifetime, c);
+                if (r < 0)
+                        goto fail;
+        }
+        conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: accepted from %s", c->id_str, c->peer);
+        if (ret)
+                *ret = c;
+        return 0;
+fail:
+        conn_free(c);
+        return r;
+}

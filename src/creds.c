@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+#include <gnutls/pkcs12.h>
+#include <gnutls/x509.h>
+#include <stdio.h>
+
+#include "creds.h"
+#include "log.h"
+
+int errno_from_gnutls(int r) {
+        switch (r) {
+        case GNUTLS_E_SUCCESS:
+                return 0;
+        case GNUTLS_E_MEMORY_ERROR:
+                return -ENOMEM;
+        case GNUTLS_E_FILE_ERROR:
+                return -EIO;
+        case GNUTLS_E_AGAIN:
+        case GNUTLS_E_INTERRUPTED:
+                return -EAGAIN;
+        default:
+                return -EINVAL;
+        }
+}
+
+static int fail(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
+static int fail(char **ret_error, int r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(ret_error, fmt, ap) < 0)
+                *ret_error = NULL;
+        va_end(ap);
+        return r;
+}
+
+static void pcerts_free(gnutls_pcert_st *p, unsigned n) {
+        for (unsigned i = 0; i < n; i++)
+                gnutls_pcert_deinit(&p[i]);
+        free(p);
+}
+
+CertBundle *cert_bundle_ref(CertBundle *b) {
+        if (b)
+                b->n_ref++;
+        return b;
+}
+
+CertBundle *cert_bundle_unref(CertBundle *b) {
+        if (!b || --b->n_ref > 0)
+                return NULL;
+        pcerts_free(b->pcerts, b->n_pcerts);
+        gnutls_privkey_deinit(b->key);
+        free(b->subject);
+        free(b);
+        return NULL;
+}
+
+/* Takes ownership of crts (array and elements) and key on success and
+ * failure alike. Checks that the key belongs to the leaf. */
+static int bundle_from_x509(gnutls_x509_crt_t *crts, unsigned n_crts, gnutls_x509_privkey_t xkey,
+                            const char *what, CertBundle **ret, char **ret_error) {
+        _cleanup_(cert_bundle_unrefp) CertBundle *b = NULL;
+        gnutls_datum_t dn = {};
+        int r;
+
+        b = calloc(1, sizeof *b);
+        if (!b) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        b->n_ref = 1;
+        if (n_crts == 0) {
+                r = fail(ret_error, -EINVAL, _("%s: no certificate found"), what);
+                goto finish;
+        }
+        if (!xkey) {
+                r = fail(ret_error, -EINVAL, _("%s: no private key found"), what);
+                goto finish;
+        }
+
+        b->pcerts = calloc(n_crts, sizeof *b->pcerts);
+        if (!b->pcerts) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        r = gnutls_pcert_import_x509_list(b->pcerts, crts, &n_crts, 0);
+        if (r < 0) {
+                r = fail(ret_error, -EINVAL, _("%s: cannot use certificate chain: %s"), what,
+                         gnutls_strerror(r));
+                goto finish;
+        }
+        b->n_pcerts = n_crts;
+
+        r = gnutls_privkey_init(&b->key);
+        if (r >= 0)
+                r = gnutls_privkey_import_x509(b->key, xkey, GNUTLS_PRIVKEY_IMPORT_COPY);
+        if (r < 0) {
+                r = fail(ret_error, -EINVAL, _("%s: cannot use private key: %s"), what,
+                         gnutls_strerror(r));
+                goto finish;
+        }
+
+        /* The key must match the leaf, or every handshake would fail later. */
+        {
+                unsigned char kid1[64], kid2[64];
+                size_t l1 = sizeof kid1, l2 = sizeof kid2;
+                if (gnutls_x509_crt_get_key_id(crts[0], GNUTLS_KEYID_USE_SHA256, kid1, &l1) < 0 ||
+                    gnutls_x509_privkey_get_key_id(xkey, GNUTLS_KEYID_USE_SHA256, kid2, &l2) < 0 ||
+                    l1 != l2 || memcmp(kid1, kid2, l1) != 0) {
+                        r = fail(ret_error, -EINVAL,
+                                 _("%s: the private key does not match the certificate"), what);
+                        goto finish;
+                }
+        }
+
+        if (gnutls_x509_crt_get_dn3(crts[0], &dn, 0) >= 0) {
+                b->subject = strndup((const char *) dn.data, dn.size);
+                gnutls_free(dn.data);
+        }
+        b->not_after = gnutls_x509_crt_get_expiration_time(crts[0]);
+        *ret = TAKE_PTR(b);
+        r = 0;
+finish:
+        for (unsigned i = 0; i < n_crts; i++)
+                gnutls_x509_crt_deinit(crts[i]);
+        gnutls_free(crts);
+        gnutls_x509_privkey_deinit(xkey);
+        return r;
+}
+
+static int read_file(const char *path, const char *flag, gnutls_datum_t *ret, char **ret_error) {
+        int r;
+
+        errno = 0;
+        r = gnutls_load_file(path, ret);
+        if (r < 0) {
+                int e = errno > 0 ? errno : EIO;
+                return fail(ret_error, -e, _("%s %s: cannot read: %s"), flag, path, strerror(e));
+        }
+        return 0;
+}
+
+static bool is_pem(const gnutls_datum_t *d) {
+        return d->size >= 10 && memmem(d->data, d->size, "-----BEGIN", 10);
+}
+
+static int import_pem_chain(const gnutls_datum_t *d, const char *what, gnutls_x509_crt_t **ret,
+                            unsigned *ret_n, char **ret_error) {
+        int r = gnutls_x509_crt_list_import2(ret, ret_n, d, GNUTLS_X509_FMT_PEM,
+                                             GNUTLS_X509_CRT_LIST_FAIL_IF_UNSORTED);
+        if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE || r == GNUTLS_E_BASE64_DECODING_ERROR ||
+            r == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        if (r < 0)
+                return fail(ret_error, -EINVAL, _("%s: invalid certificate chain: %s"), what,
+                            gnutls_strerror(r));
+        return 0;
+}
+
+static int import_pem_key(const gnutls_datum_t *d, const char *password, const char *what,
+                          gnutls_x509_privkey_t *ret, char **ret_error) {
+        gnutls_x509_privkey_t k;
+        int r = gnutls_x509_privkey_init(&k);
+        if (r < 0)
+                return -ENOMEM;
+        /* PKCS#8 (encrypted only with a password) or the traditional RSA/EC forms. */
+        r = gnutls_x509_privkey_import2(k, d, GNUTLS_X509_FMT_PEM, password,
+                                        password ? 0 : GNUTLS_PKCS_PLAIN);
+        if (r < 0) {
+                gnutls_x509_privkey_deinit(k);
+                if (r == GNUTLS_E_BASE64_DECODING_ERROR ||
+                    r == GNUTLS_E_BASE64_UNEXPECTED_HEADER_ERROR) {
+                        *ret = NULL;
+                        return 0;
+                }
+                return fail(ret_error, -EINVAL, _("%s: invalid private key: %s"), what,
+                            gnutls_strerror(r));
+        }
+        *ret = k;
+        return 0;
+}
+
+static int load_pem_pair(const gnutls_datum_t *certs, const gnutls_datum_t *key,
+                         const char *password, const char *what, const char *key_what,
+                         CertBundle **ret, char **ret_error) {
+        gnutls_x509_crt_t *crts = NULL;
+        gnutls_x509_privkey_t xkey = NULL;
+        unsigned n = 0;
+        int r;
+
+        r = import_pem_chain(certs, what, &crts, &n, ret_error);
+        if (r < 0)
+                return r;
+        r = import_pem_key(key, password, key_what, &xkey, ret_error);
+        if (r < 0) {
+                for (unsigned i = 0; i < n; i++)
+                        gnutls_x509_crt_deinit(crts[i]);
+                gnutls_free(crts);
+                return r;
+        }
+        if (!xkey && n > 0) {
+                for (unsigned i = 0; i < n; i++)
+                        gnutls_x509_crt_deinit(crts[i]);
+                gnutls_free(crts);
+                return fail(ret_error, -EINVAL, _("%s: no private key found"), key_what);
+        }
+        return bundle_from_x509(crts, n, xkey, what, ret, ret_error);
+}
+
+static int load_pkcs12(const gnutls_datum_t *d, const char *password, const char *what,
+                       CertBundle **ret, char **ret_error) {
+        gnutls_pkcs12_t p12;
+        gnutls_x509_privkey_t xkey = NULL;
+        gnutls_x509_crt_t *chain = NULL;
+        unsigned n_chain = 0;
+        int r;
+
+        r = gnutls_pkcs12_init(&p12);
+        if (r < 0)
+                return -ENOMEM;
+        r = gnutls_pkcs12_import(p12, d, GNUTLS_X509_FMT_DER, 0);
+        if (r < 0) {
+                gnutls_pkcs12_deinit(p12);
+                return fail(ret_error, -EINVAL,
+                            _("%s: neither PEM nor a readable PKCS#12 keystore: %s"), what,
+                            gnutls_strerror(r));
+        }
+        r = gnutls_pkcs12_verify_mac(p12, password ? password : "");
+        if (r < 0 && !password)
+                /* Some tools write password-less files with a NULL password. */
+                r = gnutls_pkcs12_verify_mac(p12, NULL);
+        if (r < 0) {
+                gnutls_pkcs12_deinit(p12);
+                return fail(ret_error, -EINVAL,
+                            _("%s: wrong --storepass or damaged PKCS#12 keystore (%s)"), what,
+                            gnutls_strerror(r));
+        }
+        r = gnutls_pkcs12_simple_parse(p12, password ? password : "", &xkey, &chain, &n_chain,
+                                       NULL, NULL, NULL, 0);
+        gnutls_pkcs12_deinit(p12);
+        if (r < 0)
+                return fail(ret_error, -EINVAL, _("%s: cannot read PKCS#12 keystore: %s"), what,
+                            gnutls_strerror(r));
+        return bundle_from_x509(chain, n_chain, xkey, what, ret, ret_error);
+}
+
+int cert_bundle_load(const Config *c, CertBundle **ret, char **ret_error) {
+        gnutls_datum_t d = {}, k = {};
+        _cleanup_free_ char *what = NULL, *key_what = NULL;
+        int r;
+
+        if (c->keystore) {
+                if (asprintf(&what, "--keystore %s", c->keystore) < 0)
+                        return -ENOMEM;
+                r = read_file(c->keystore, "--keystore", &d, ret_error);
+                if (r < 0)
+                        return r;
+                if (is_pem(&d))
+                        r = load_pem_pair(&d, &d, c->storepass, what, what, ret, ret_error);
+                else
+                        r = load_pkcs12(&d, c->storepass, what, ret, ret_error);
+        } else {
+                if (asprintf(&what, "--cert %s", c->cert) < 0 ||
+                    asprintf(&key_what, "--key %s", c->key) < 0)
+                        return -ENOMEM;
+                r = read_file(c->cert, "--cert", &d, ret_error);
+                if (r < 0)
+                        return r;
+                r = read_file(c->key, "--key", &k, ret_error);
+                if (r < 0) {
+                        gnutls_free(d.data);
+                        return r;
+                }
+                r = load_pem_pair(&d, &k, NULL, what, key_what, ret, ret_error);
+        }
+        if (k.data) {
+                gnutls_memset(k.data, 0, k.size);
+                gnutls_free(k.data);
+        }
+        if (d.data) {
+                gnutls_memset(d.data, 0, d.size);
+                gnutls_free(d.data);
+        }
+        return r;
+}
+
+Creds *creds_ref(Creds *c) {
+        if (c)
+                c->n_ref++;
+        return c;
+}
+
+Creds *creds_unref(Creds *c) {
+        if (!c || --c->n_ref > 0)
+                return NULL;
+        if (c->x509)
+                gnutls_certificate_free_credentials(c->x509);
+        if (c->priority)
+                gnutls_priority_deinit(c->priority);
+        cert_bundle_unref(c->bundle);
+        free(c);
+        return NULL;
+}
+
+int creds_priority_string(const Config *c, char **ret) {
+        /* ECDHE with AEAD ciphers only, as Ghostunnel's suites; TLS 1.2 is
+         * always the floor. */
+        char ciphers[128] = "";
+        for (unsigned i = 0; i < c->n_cipher_suites; i++)
+                strcat(ciphers, c->cipher_suites[i] == CIPHER_AES
+                                        ? ":+AES-128-GCM:+AES-256-GCM"
+                                        : ":+CHACHA20-POLY1305");
+        if (asprintf(ret,
+                     "NORMAL:-VERS-ALL:%s+VERS-TLS1.2:-CIPHER-ALL%s:-MAC-ALL:+AEAD:"
+                     "-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%%SERVER_PRECEDENCE",
+                     c->max_tls_version == TLS_VERSION_1_3 ? "+VERS-TLS1.3:" : "",
+                     ciphers) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_function3 *retrieve,
+              Creds **ret, char **ret_error) {
+        _cleanup_(creds_unrefp) Creds *cr = NULL;
+        _cleanup_free_ char *prio = NULL;
+        const char *err_pos = NULL;
+        int r;
+
+        cr = calloc(1, sizeof *cr);
+        if (!cr)
+                return -ENOMEM;
+        cr->n_ref = 1;
+        cr->request_client_cert = !c->disable_authentication;
+
+        r = gnutls_certificate_allocate_credentials(&cr->x509);
+        if (r < 0)
+                return -ENOMEM;
+
+        if (c->cacert) {
+                r = gnutls_certificate_set_x509_trust_file(cr->x509, c->cacert, GNUTLS_X509_FMT_PEM);
+                if (r < 0)
+                        return fail(ret_error, -EINVAL, _("--cacert %s: cannot load CA bundle: %s"),
+                                    c->cacert, gnutls_strerror(r));
+                if (r == 0)
+                        return fail(ret_error, -EINVAL,
+                                    _("--cacert %s: no PEM certificate found in the file"),
+                                    c->cacert);
+        } else {
+                r = gnutls_certificate_set_x509_system_trust(cr->x509);
+                if (r < 0)
+                        return fail(ret_error, -EINVAL, _("cannot load the system trust store: %s"),
+                                    gnutls_strerror(r));
+        }
+        gnutls_certificate_set_retrieve_function3(cr->x509, retrieve);
+        gnutls_certificate_set_verify_flags(cr->x509, 0);
+
+        r = creds_priority_string(c, &prio);
+        if (r < 0)
+                return r;
+        r = gnutls_priority_init2(&cr->priority, prio, &err_pos, 0);
+        if (r < 0)
+                return fail(ret_error, -EINVAL, _("invalid TLS priority \"%s\" at \"%s\": %s"), prio,
+                            strempty(err_pos), gnutls_strerror(r));
+
+        cr->bundle = cert_bundle_ref(bundle);
+        *ret = TAKE_PTR(cr);
+        return 0;
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Served credentials. A CertBundle is an immutable, reference-counted chain
+ * plus private key; a Creds is the GnuTLS server credential (trust list,
+ * certificate retrieval) plus the priority cache built from the options.
+ * Sessions take references, so new material can replace the old one while
+ * live connections keep what they started with (FACTS.md section 1). */
+
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#include <time.h>
+
+#include "config.h"
+
+typedef struct CertBundle {
+        unsigned n_ref;
+        gnutls_pcert_st *pcerts;        /* leaf first */
+        unsigned n_pcerts;
+        gnutls_privkey_t key;
+        char *subject;                  /* leaf subject DN, for messages */
+        time_t not_after;               /* leaf expiry */
+} CertBundle;
+
+CertBundle *cert_bundle_ref(CertBundle *b);
+CertBundle *cert_bundle_unref(CertBundle *b);
+DEFINE_TRIVIAL_CLEANUP_FUNC(CertBundle *, cert_bundle_unref);
+
+/* Loads the served certificate from --keystore (PEM chain + key, or
+ * PKCS#12 with --storepass) or --cert/--key. On failure returns a negative
+ * errno and a malloc'ed message naming the file and the problem. */
+int cert_bundle_load(const Config *c, CertBundle **ret, char **ret_error);
+
+typedef struct Creds {
+        unsigned n_ref;
+        gnutls_certificate_credentials_t x509;
+        gnutls_priority_t priority;
+        CertBundle *bundle;             /* the certificate normal clients get */
+        bool request_client_cert;       /* false with --disable-authentication */
+} Creds;
+
+Creds *creds_ref(Creds *c);
+Creds *creds_unref(Creds *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Creds *, creds_unref);
+
+/* Builds the server credential: trust from --cacert (or the system store),
+ * the bundle, and the priority string from --max-tls-version and
+ * --cipher-suites. retrieve picks the certificate per session. */
+int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_function3 *retrieve,
+              Creds **ret, char **ret_error);
+
+/* The GnuTLS priority string for the options (exposed for unit tests). */
+int creds_priority_string(const Config *c, char **ret);
+
+/* Converts a GnuTLS error to a negative errno for the module boundary. */
+int errno_from_gnutls(int r);

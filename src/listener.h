@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Listening sockets: bound by us (HOST:PORT, unix:PATH) or inherited from
+ * systemd (systemd:NAME). Sockets are returned non-blocking. */
+
+#include <sys/socket.h>
+
+#include "address.h"
+
+/* Opens the listening socket for a. For unix:PATH, *ret_unlink_path is set
+ * to a malloc'ed copy of the path, to be removed on exit. Errors: a negative
+ * errno and a malloc'ed message naming the address and the problem. */
+int listener_open(const Address *a, int *ret_fd, char **ret_unlink_path, char **ret_error);
+
+/* Resolves a target address (at start-up, once) into a sockaddr. */
+int target_resolve(const Address *a, struct sockaddr_storage *ret, socklen_t *ret_len,
+                   char **ret_error);

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+#include <locale.h>
+#include <stdio.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "log.h"
+#include "manager.h"
+
+/* Exit statuses: 0 success (or drained shutdown), 1 runtime failure
+ * (including a forced shutdown), 2 bad usage. */
+#define EXIT_USAGE 2
+
+static void print_usage(FILE *f) {
+        fprintf(f,
+                _("Usage: tlsgate [--help] [--version] <command> [<flags>]\n"
+                  "\n"
+                  "A systemd-native TLS/mTLS termination proxy.\n"
+                  "\n"
+                  "Commands:\n"
+                  "  server    Accept TLS connections, authenticate clients, forward to a target\n"
+                  "\n"
+                  "Run 'tlsgate server --help' for the server flags.\n"));
+}
+
+static int run_server(int argc, char *argv[]) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        _cleanup_free_ char *error = NULL;
+        Config config;
+        bool help = false;
+        int r;
+
+        config_init(&config);
+        r = config_parse_argv(&config, argc, argv, &help, &error);
+        if (r >= 0 && help) {
+                config_done(&config);
+                config_print_help();
+                return EXIT_SUCCESS;
+        }
+        if (r >= 0)
+                r = config_validate(&config, &error);
+        if (r < 0) {
+                config_done(&config);
+                fprintf(stderr, "tlsgate: %s\n", error ? error : strerror(-r));
+                return EXIT_USAGE;
+        }
+
+        r = manager_new(&config, &m, &error);
+        if (r < 0) {
+                config_done(&config);
+                log_error_errno(r, "cannot set up: %m");
+                return EXIT_FAILURE;
+        }
+        r = manager_start(m, &error);
+        if (r < 0) {
+                if (error)
+                        log_error("%s", error);
+                else
+                        log_error_errno(r, "cannot start: %m");
+                return EXIT_FAILURE;
+        }
+        return manager_run(m);
+}
+
+int main(int argc, char *argv[]) {
+        setlocale(LC_ALL, "");
+        log_setup();
+
+        if (argc < 2) {
+                print_usage(stderr);
+                fprintf(stderr, "\ntlsgate: %s\n", _("a command is required, e.g. 'server'"));
+                return EXIT_USAGE;
+        }
+        if (streq(argv[1], "--version") || streq(argv[1], "version")) {
+                printf("tlsgate %s (GnuTLS %s)\n", PACKAGE_VERSION, gnutls_check_version(NULL));
+                return EXIT_SUCCESS;
+        }
+        if (streq(argv[1], "--help") || streq(argv[1], "-h") || streq(argv[1], "help")) {
+                print_usage(stdout);
+                return EXIT_SUCCESS;
+        }
+        if (streq(argv[1], "server"))
+                return run_server(argc - 2, argv + 2);
+
+        print_usage(stderr);
+        fprintf(stderr, "\ntlsgate: %s \"%s\"\n", _("unknown command"), argv[1]);
+        return EXIT_USAGE;
+}

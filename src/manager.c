@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+
+#include "creds.h"
+#include "duration.h"
+#include "listener.h"
+#include "log.h"
+#include "manager.h"
+
+/* How long accepting pauses after EMFILE/ENFILE before trying again. */
+#define ACCEPT_PAUSE_USEC (250 * USEC_PER_MSEC)
+/* Accepts per wake-up, so that a flood cannot starve live connections. */
+#define ACCEPT_BURST 64
+
+static void manager_update_accepting(Manager *m);
+
+static void manager_notify_status(Manager *m) {
+        (void) sd_notifyf(false, "STATUS=%s %s -> %s, %u connection%s", 
+                          m->shutting_down ? "Draining" : "Serving", m->config.listen.spec,
+                          m->config.target.spec, m->server.n_conns,
+                          m->server.n_conns == 1 ? "" : "s");
+}
+
+static void on_conn_freed(ConnServer *s, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->shutting_down) {
+                if (s->n_conns == 0 && !m->forced) {
+                        log_info("all connections drained, exiting");
+                        (void) sd_event_exit(m->event, EXIT_SUCCESS);
+                }
+                return;
+        }
+        manager_update_accepting(m);
+}
+
+static void manager_update_accepting(Manager *m) {
+        const Config *c = &m->config;
+        bool on;
+
+        if (!m->listen_source)
+                return;
+        on = !m->shutting_down && !m->accept_paused &&
+             (c->max_concurrent_conns == 0 || m->server.n_conns < c->max_concurrent_conns);
+        (void) sd_event_source_set_enabled(m->listen_source, on ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+static int on_accept_pause_end(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        m->accept_paused = false;
+        log_info("resuming accepting connections");
+        manager_update_accepting(m);
+        return 0;
+}
+
+static void manager_pause_accepting(Manager *m, int error) {
+        int r;
+
+        /* The listening socket stays readable while the fd table is full:
+         * back off instead of spinning, and try again shortly. */
+        log_warning_errno(error, "cannot accept connections: %m; pausing for %llu ms",
+                          (unsigned long long) (ACCEPT_PAUSE_USEC / USEC_PER_MSEC));
+        m->accept_paused = true;
+        manager_update_accepting(m);
+        if (m->accept_pause)
+                r = sd_event_source_set_time_relative(m->accept_pause, ACCEPT_PAUSE_USEC) < 0 ? -1 :
+                    sd_event_source_set_enabled(m->accept_pause, SD_EVENT_ONESHOT);
+        else
+                r = sd_event_add_time_relative(m->event, &m->accept_pause, CLOCK_MONOTONIC,
+                                               ACCEPT_PAUSE_USEC, 0, on_accept_pause_end, m);
+        if (r < 0) {
+                log_error("cannot arm the accept back-off timer, resuming at once");
+                m->accept_paused = false;
+                manager_update_accepting(m);
+        }
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+        const Config *c = &m->config;
+
+        for (unsigned i = 0; i < ACCEPT_BURST; i++) {
+                struct sockaddr_storage peer;
+                socklen_t len = sizeof peer;
+                int cfd, r;
+
+                if (c->max_concurrent_conns > 0 && m->server.n_conns >= c->max_concurrent_conns)
+                        break;
+                cfd = accept4(fd, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                break;
+                        if (errno == ECONNABORTED || errno == EPROTO)
+                                continue;
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                            errno == ENOMEM) {
+                                manager_pause_accepting(m, errno);
+                                return 0;
+                        }
+                        log_warning_errno(errno, "accept failed: %m, ignoring");
+                        break;
+                }
+                r = conn_new(&m->server, cfd, (struct sockaddr *) &peer, len, NULL);
+                if (r < 0)
+                        log_warning_errno(r, "cannot set up connection: %m, dropping it");
+        }
+        manager_update_accepting(m);
+        return 0;
+}
+
+static void manager_close_listener(Manager *m) {
+        m->listen_source = sd_event_source_disable_unref(m->listen_source);
+        m->listen_fd = safe_close(m->listen_fd);
+        if (m->unix_path) {
+                (void) unlink(m->unix_path);
+                m->unix_path = (free(m->unix_path), NULL);
+        }
+}
+
+static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        log_warning("--shutdown-timeout reached with %u connection%s still open, closing them",
+                    m->server.n_conns, m->server.n_conns == 1 ? "" : "s");
+        m->forced = true;
+        conn_server_close_all(&m->server);
+        (void) sd_event_exit(m->event, EXIT_FAILURE);
+        return 0;
+}
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+        char buf[DURATION_MAX];
+        int r;
+
+        if (m->shutting_down) {
+                log_warning("received %s again, closing %u connection%s now",
+                            strsignal((int) si->ssi_signo), m->server.n_conns,
+                            m->server.n_conns == 1 ? "" : "s");
+                return on_shutdown_timeout(NULL, 0, m);
+        }
+        m->shutting_down = true;
+        (void) sd_notify(false, "STOPPING=1");
+        manager_close_listener(m);
+
+        if (m->server.n_conns == 0) {
+                log_info("received %s, no open connections, exiting", strsignal((int) si->ssi_signo));
+                return sd_event_exit(m->event, EXIT_SUCCESS);
+        }
+        log_info("received %s, stopped accepting; waiting up to %s for %u connection%s",
+                 strsignal((int) si->ssi_signo),
+                 format_duration(buf, sizeof buf, m->config.shutdown_timeout), m->server.n_conns,
+                 m->server.n_conns == 1 ? "" : "s");
+        manager_notify_status(m);
+        r = sd_event_add_time_relative(m->event, &m->shutdown_timer, CLOCK_MONOTONIC,
+                                       m->config.shutdown_timeout, 0, on_shutdown_timeout, m);
+        if (r < 0)
+                return on_shutdown_timeout(NULL, 0, m);
+        return 0;
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        (void) manager_reload(userdata);
+        return 0;
+}
+
+int manager_reload(Manager *m) {
+        _cleanup_(cert_bundle_unrefp) CertBundle *bundle = NULL;
+        _cleanup_(creds_unrefp) Creds *creds = NULL;
+        _cleanup_free_ char *error = NULL;
+        usec_t now = 0;
+        int r;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) now);
+
+        /* Build and check everything new first; swap only when all of it
+         * loaded, so a broken file never replaces working credentials. */
+        r = cert_bundle_load(&m->config, &bundle, &error);
+        if (r >= 0)
+                r = creds_new(&m->config, bundle, conn_retrieve_certificate, &creds, &error);
+        if (r < 0)
+                log_error("reload failed, keeping the current certificate and CA bundle: %s",
+                          error ? error : strerror(-r));
+        else {
+                creds_unref(m->server.creds);
+                m->server.creds = TAKE_PTR(creds);
+                log_info("reloaded certificate (%s) and CA bundle", strempty(bundle->subject));
+        }
+        (void) sd_notify(false, "READY=1");
+        manager_notify_status(m);
+        return r;
+}
+
+int manager_new(Config *config, Manager **ret, char **ret_error) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->listen_fd = -EBADF;
+        m->config = *config;
+        memset(config, 0, sizeof *config);
+
+        r = sd_event_new(&m->event);
+        if (r < 0)
+                return r;
+        m->server.event = m->event;
+        m->server.config = &m->config;
+        m->server.on_conn_freed = on_conn_freed;
+        m->server.userdata = m;
+
+        /* One key per process: tickets don't survive a restart, which is
+         * what a restart after a key compromise needs anyway. */
+        r = gnutls_session_ticket_key_generate(&m->server.ticket_key);
+        if (r < 0)
+                return errno_from_gnutls(r);
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        conn_server_close_all(&m->server);
+        manager_close_listener(m);
+        sd_event_source_disable_unref(m->accept_pause);
+        sd_event_source_disable_unref(m->shutdown_timer);
+        creds_unref(m->server.creds);
+        if (m->server.ticket_key.data) {
+                gnutls_memset(m->server.ticket_key.data, 0, m->server.ticket_key.size);
+                gnutls_free(m->server.ticket_key.data);
+        }
+        sd_event_unref(m->event);
+        config_done(&m->config);
+        free(m);
+        return NULL;
+}
+
+int manager_start(Manager *m, char **ret_error) {
+        _cleanup_(cert_bundle_unrefp) CertBundle *bundle = NULL;
+        int r;
+
+        /* Everything that can fail because of the configuration is checked
+         * before the socket is opened. */
+        r = cert_bundle_load(&m->config, &bundle, ret_error);
+        if (r < 0)
+                return r;
+        r = creds_new(&m->config, bundle, conn_retrieve_certificate, &m->server.creds, ret_error);
+        if (r < 0)
+                return r;
+        r = target_resolve(&m->config.target, &m->server.target, &m->server.target_len, ret_error);
+        if (r < 0)
+                return r;
+
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_terminate, m)) < 0 ||
+            (r = sd_event_add_signal(m->event, NULL, SIGINT, on_terminate, m)) < 0 ||
+            (r = sd_event_add_signal(m->event, NULL, SIGHUP, on_reload, m)) < 0 ||
+            (r = sd_event_add_signal(m->event, NULL, SIGUSR1, on_reload, m)) < 0)
+                return r;
+        /* Sends WATCHDOG=1 at half of WATCHDOG_USEC when the service has one. */
+        r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                return r;
+
+        r = listener_open(&m->config.listen, &m->listen_fd, &m->unix_path, ret_error);
+        if (r < 0)
+                return r;
+        r = sd_event_add_io(m->event, &m->listen_source, m->listen_fd, EPOLLIN, on_accept, m);
+        if (r < 0)
+                return r;
+        log_info("listening on %s, forwarding to %s, serving %s", m->config.listen.spec,
+                 m->config.target.spec, strempty(bundle->subject));
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        int r;
+
+        (void) sd_notify(false, "READY=1");
+        manager_notify_status(m);
+        r = sd_event_loop(m->event);
+        if (r < 0) {
+                log_error_errno(r, "event loop failed: %m");
+                return EXIT_FAILURE;
+        }
+        return r;
+}

@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "strv.h"
+#include "test-util.h"
+
+#define ARGS_MAX 32
+
+/* Collects a NULL-terminated list of arguments into argv. */
+static int collect(char *argv[ARGS_MAX], const char *first, va_list ap) {
+        int argc = 0;
+
+        for (const char *a = first; a; a = va_arg(ap, const char *)) {
+                if (argc >= ARGS_MAX - 1)
+                        abort();
+                argv[argc++] = (char *) a;
+        }
+        argv[argc] = NULL;
+        return argc;
+}
+
+static int parse_args(Config *c, char **err, bool *help, char *argv[]) {
+        int argc = 0;
+        while (argv[argc])
+                argc++;
+        return config_parse_argv(c, argc, argv, help, err);
+}
+#define ARGV(...) ((char *[]) { __VA_ARGS__, NULL })
+
+/* Parsing the arguments must fail with a message containing needle. */
+static void expect_parse_error(int line, const char *needle, const char *first, ...) {
+        char *argv[ARGS_MAX], *err = NULL;
+        bool help = false;
+        Config c;
+        va_list ap;
+        int r;
+
+        va_start(ap, first);
+        collect(argv, first, ap);
+        va_end(ap);
+
+        config_init(&c);
+        r = parse_args(&c, &err, &help, argv);
+        if (!test_record(r < 0 && err && strstr(err, needle), __FILE__, line, needle))
+                fprintf(stderr, "        r=%d, message \"%s\"\n", r, err ? err : "(null)");
+        free(err);
+        config_done(&c);
+}
+#define PARSE_ERROR(needle, ...) expect_parse_error(__LINE__, needle, __VA_ARGS__, NULL)
+
+/* Parsing must succeed and validation fail with a message containing
+ * needle; needle NULL means validation must pass. */
+static void expect_validate(int line, const char *needle, const char *first, ...) {
+        char *argv[ARGS_MAX], *err = NULL;
+        bool help = false;
+        Config c;
+        va_list ap;
+        int r;
+
+        va_start(ap, first);
+        collect(argv, first, ap);
+        va_end(ap);
+
+        config_init(&c);
+        r = parse_args(&c, &err, &help, argv);
+        if (!test_record(r == 0, __FILE__, line, "arguments parse"))
+                fprintf(stderr, "        message \"%s\"\n", err ? err : "(null)");
+        free(err);
+        err = NULL;
+
+        r = config_validate(&c, &err);
+        if (needle) {
+                if (!test_record(r == -EINVAL && err && strstr(err, needle), __FILE__, line, needle))
+                        fprintf(stderr, "        r=%d, message \"%s\"\n", r, err ? err : "(null)");
+        } else if (!test_record(r == 0 && !err, __FILE__, line, "validates"))
+                fprintf(stderr, "        r=%d, message \"%s\"\n", r, err ? err : "(null)");
+        free(err);
+        config_done(&c);
+}
+#define VALIDATE_ERROR(needle, ...) expect_validate(__LINE__, needle, __VA_ARGS__, NULL)
+#define VALIDATE_OK(...) expect_validate(__LINE__, NULL, __VA_ARGS__, NULL)
+
+static void test_defaults(void) {
+        Config c;
+
+        config_init(&c);
+        CHECK_U64_EQ(c.connect_timeout, 10 * USEC_PER_SEC);
+        CHECK_U64_EQ(c.close_timeout, 60 * USEC_PER_SEC);
+        CHECK_U64_EQ(c.max_conn_lifetime, 0);
+        CHECK_U64_EQ(c.shutdown_timeout, 5 * USEC_PER_MINUTE);
+        CHECK_INT_EQ(c.max_concurrent_conns, 0);
+        CHECK_INT_EQ(c.max_tls_version, TLS_VERSION_1_3);
+        CHECK_INT_EQ(c.n_cipher_suites, 2);
+        CHECK_INT_EQ(c.cipher_suites[0], CIPHER_AES);
+        CHECK_INT_EQ(c.cipher_suites[1], CIPHER_CHACHA);
+        CHECK_INT_EQ(c.quiet, 0);
+        CHECK(!c.listen_set && !c.target_set && !c.unsafe_target);
+        CHECK(!c.allow_all && !c.disable_authentication);
+        CHECK(!c.keystore && !c.storepass && !c.cert && !c.key && !c.cacert);
+        CHECK(!c.allow_cn && !c.allow_ou && !c.allow_dns && !c.allow_ip && !c.allow_uri);
+        config_done(&c);
+}
+
+/* Every flag, in both the "--x=v" and "--x v" forms. */
+static void check_all_flags(char *argv[]) {
+        char *err = NULL;
+        bool help = true;
+        Config c;
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, &help, argv), 0);
+        CHECK(err == NULL);
+        CHECK(!help);
+        CHECK(c.listen_set && c.listen.kind == ADDRESS_SYSTEMD);
+        CHECK_STR_EQ(c.listen.path, "tls");
+        CHECK(c.target_set && c.target.kind == ADDRESS_TCP);
+        CHECK_STR_EQ(c.target.host, "10.1.2.3");
+        CHECK_STR_EQ(c.target.port, "9000");
+        CHECK(c.unsafe_target);
+        CHECK_STR_EQ(c.keystore, "ks.p12");
+        CHECK_STR_EQ(c.storepass, "s3cret=x");
+        CHECK_STR_EQ(c.cacert, "ca.pem");
+        CHECK_STR_EQ(c.allow_cn[0], "client");
+        CHECK_STR_EQ(c.allow_ou[0], "ops");
+        CHECK_STR_EQ(c.allow_dns[0], "a.example");
+        CHECK_STR_EQ(c.allow_ip[0], "10.0.0.1");
+        CHECK_STR_EQ(c.allow_uri[0], "spiffe://x/*");
+        CHECK_U64_EQ(c.connect_timeout, 500 * USEC_PER_MSEC);
+        CHECK_U64_EQ(c.close_timeout, 90 * USEC_PER_SEC);
+        CHECK_U64_EQ(c.max_conn_lifetime, USEC_PER_HOUR);
+        CHECK_U64_EQ(c.shutdown_timeout, 2 * USEC_PER_SEC);
+        CHECK_INT_EQ(c.max_concurrent_conns, 100);
+        CHECK_INT_EQ(c.max_tls_version, TLS_VERSION_1_2);
+        CHECK_INT_EQ(c.n_cipher_suites, 2);
+        CHECK_INT_EQ(c.cipher_suites[0], CIPHER_CHACHA);
+        CHECK_INT_EQ(c.cipher_suites[1], CIPHER_AES);
+        CHECK_INT_EQ(c.quiet, QUIET_CONNS);
+        config_done(&c);
+}
+
+static void test_all_flags(void) {
+        check_all_flags(ARGV("--listen=systemd:tls", "--target=10.1.2.3:9000", "--unsafe-target",
+                             "--keystore=ks.p12", "--storepass=s3cret=x", "--cacert=ca.pem",
+                             "--allow-cn=client", "--allow-ou=ops", "--allow-dns=a.example",
+                             "--allow-ip=10.0.0.1", "--allow-uri=spiffe://x/*",
+                             "--connect-timeout=500ms", "--close-timeout=1m30s",
+                             "--max-conn-lifetime=1h", "--max-concurrent-conns=100",
+                             "--shutdown-timeout=2s", "--max-tls-version=TLS1.2",
+                             "--cipher-suites=CHACHA,AES", "--quiet=conns"));
+        check_all_flags(ARGV("--listen", "systemd:tls", "--target", "10.1.2.3:9000",
+                             "--unsafe-target", "--keystore", "ks.p12", "--storepass", "s3cret=x",
+                             "--cacert", "ca.pem", "--allow-cn", "client", "--allow-ou", "ops",
+                             "--allow-dns", "a.example", "--allow-ip", "10.0.0.1", "--allow-uri",
+                             "spiffe://x/*", "--connect-timeout", "500ms", "--close-timeout",
+                             "1m30s", "--max-conn-lifetime", "1h", "--max-concurrent-conns", "100",
+                             "--shutdown-timeout", "2s", "--max-tls-version", "TLS1.2",
+                             "--cipher-suites", "CHACHA,AES", "--quiet", "conns"));
+}
+
+static void check_bool(char *argv[], bool expected) {
+        char *err = NULL;
+        Config c;
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, argv), 0);
+        CHECK(err == NULL);
+        CHECK_INT_EQ(c.allow_all, expected);
+        config_done(&c);
+}
+
+static void test_bools(void) {
+        check_bool(ARGV("--allow-all"), true);
+        check_bool(ARGV("--allow-all=true"), true);
+        check_bool(ARGV("--allow-all=1"), true);
+        check_bool(ARGV("--allow-all=True"), true);
+        check_bool(ARGV("--allow-all=false"), false);
+        check_bool(ARGV("--allow-all=0"), false);
+        check_bool(ARGV("--no-allow-all"), false);
+        check_bool(ARGV("--quiet=all"), false);
+
+        PARSE_ERROR("--allow-all: must be true or false, not \"yes\"", "--allow-all=yes");
+        PARSE_ERROR("--allow-all: must be true or false", "--allow-all=");
+        PARSE_ERROR("--no-allow-all: takes no value", "--no-allow-all=true");
+        PARSE_ERROR("unknown flag --no-listen", "--no-listen");
+        /* A boolean flag does not take the next argument as its value. */
+        PARSE_ERROR("\"true\"", "--allow-all", "true");
+}
+
+static void test_repeatable(void) {
+        char *err = NULL;
+        Config c;
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL,
+                                ARGV("--allow-cn", "a", "--allow-cn=b", "--allow-dns-san=x",
+                                     "--allow-dns", "y", "--allow-ip-san", "::1",
+                                     "--allow-ip=127.0.0.1", "--allow-uri-san=spiffe://a",
+                                     "--allow-uri", "spiffe://b", "--allow-ou=o1",
+                                     "--allow-ou=o2", "--allow-ou=o1")),
+                     0);
+        CHECK(err == NULL);
+        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
+        CHECK_STR_EQ(c.allow_cn[0], "a");
+        CHECK_STR_EQ(c.allow_cn[1], "b");
+        CHECK_INT_EQ(strv_length(c.allow_dns), 2);
+        CHECK_STR_EQ(c.allow_dns[0], "x");
+        CHECK_STR_EQ(c.allow_dns[1], "y");
+        CHECK_INT_EQ(strv_length(c.allow_ip), 2);
+        CHECK_STR_EQ(c.allow_ip[0], "::1");
+        CHECK_STR_EQ(c.allow_ip[1], "127.0.0.1");
+        CHECK_INT_EQ(strv_length(c.allow_uri), 2);
+        CHECK_STR_EQ(c.allow_uri[0], "spiffe://a");
+        CHECK_INT_EQ(strv_length(c.allow_ou), 3);
+        config_done(&c);
+
+        PARSE_ERROR("--allow-cn: value must not be empty", "--allow-cn=");
+        PARSE_ERROR("--allow-dns-san: value must not be empty", "--allow-dns-san", "");
+}
+
+static void test_duplicates(void) {
+        static const char * const flags[][2] = {
+                { "--listen", ":1" },
+                { "--target", "localhost:2" },
+                { "--keystore", "k" },
+                { "--storepass", "p" },
+                { "--cert", "c" },
+                { "--key", "k" },
+                { "--cacert", "ca" },
+                { "--connect-timeout", "1s" },
+                { "--close-timeout", "1s" },
+                { "--max-conn-lifetime", "1s" },
+                { "--max-concurrent-conns", "1" },
+                { "--shutdown-timeout", "1s" },
+                { "--max-tls-version", "TLS1.3" },
+                { "--cipher-suites", "AES" },
+        };
+
+        for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+                char needle[64];
+
+                snprintf(needle, sizeof(needle), "%s: given more than once", flags[i][0]);
+                PARSE_ERROR(needle, flags[i][0], flags[i][1], flags[i][0], flags[i][1]);
+        }
+
+        PARSE_ERROR("--allow-all: given more than once", "--allow-all", "--allow-all=false");
+        PARSE_ERROR("--unsafe-target: given more than once", "--unsafe-target", "--unsafe-target");
+        PARSE_ERROR("--disable-authentication: given more than once", "--disable-authentication",
+                    "--disable-authentication");
+        PARSE_ERROR("--no-allow-all: given more than once", "--allow-all", "--no-allow-all");
+}
+
+static void test_unknown_and_positional(void) {
+        char *err = NULL;
+        Config c;
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--listen=:1", "--bogus=3")), -ENOENT);
+        CHECK_CONTAINS(err, "unknown flag --bogus");
+        CHECK_CONTAINS(err, "tlsgate server --help");
+        CHECK(err && !strstr(err, "=3"));
+        free(err);
+        config_done(&c);
+
+        PARSE_ERROR("unknown flag --foo", "--foo");
+        PARSE_ERROR("unknown flag -l", "-l", ":8443");
+        PARSE_ERROR("unknown flag --status", "--status", "localhost:1"); /* Ghostunnel-only */
+        PARSE_ERROR("unknown flag --Listen", "--Listen=:1");
+        PARSE_ERROR("unexpected argument \"server\"", "server", "--listen=:1");
+        PARSE_ERROR("unexpected argument \"extra\"", "--listen=:1", "extra");
+        PARSE_ERROR("unexpected argument \"-\"", "-");
+        PARSE_ERROR("unexpected argument \"--allow-all\"", "--", "--allow-all");
+}
+
+static void test_missing_value(void) {
+        PARSE_ERROR("--target: missing value", "--listen=:1", "--target");
+        PARSE_ERROR("--listen: missing value", "--listen");
+        PARSE_ERROR("--allow-cn: missing value", "--allow-all", "--allow-cn");
+        PARSE_ERROR("--target: missing value", "--target", "--listen", ":1");
+        PARSE_ERROR("--quiet: missing value", "--quiet");
+}
+
+static void test_value_errors(void) {
+        PARSE_ERROR("--connect-timeout: invalid duration \"abc\" (use Go syntax such as 500ms, "
+                    "10s, 1m30s)",
+                    "--connect-timeout=abc");
+        PARSE_ERROR("--close-timeout: invalid duration \"10\"", "--close-timeout", "10");
+        PARSE_ERROR("--shutdown-timeout: invalid duration \"\"", "--shutdown-timeout=");
+        PARSE_ERROR("--max-conn-lifetime: must not be negative, not \"-1s\"",
+                    "--max-conn-lifetime=-1s");
+        PARSE_ERROR("--connect-timeout: must not be zero", "--connect-timeout=0");
+        PARSE_ERROR("--connect-timeout: must not be zero", "--connect-timeout", "0s");
+        PARSE_ERROR("--close-timeout: duration \"3000000h\" is too large", "--close-timeout=3000000h");
+
+        PARSE_ERROR("--max-concurrent-conns: must be a non-negative integer, not \"-1\"",
+                    "--max-concurrent-conns=-1");
+        PARSE_ERROR("--max-concurrent-conns: must be a non-negative integer, not \"ten\"",
+                    "--max-concurrent-conns=ten");
+        PARSE_ERROR("--max-concurrent-conns: must be a non-negative integer, not \"\"",
+                    "--max-concurrent-conns=");
+        PARSE_ERROR("--max-concurrent-conns: must be a non-negative integer, not \"1.5\"",
+                    "--max-concurrent-conns=1.5");
+        PARSE_ERROR("--max-concurrent-conns: \"4294967296\" is too large",
+                    "--max-concurrent-conns=4294967296");
+
+        PARSE_ERROR("--max-tls-version: must be TLS1.2 or TLS1.3, not \"TLS1.1\"",
+                    "--max-tls-version=TLS1.1");
+        PARSE_ERROR("--max-tls-version: must be TLS1.2 or TLS1.3, not \"tls1.3\"",
+                    "--max-tls-version", "tls1.3");
+
+        PARSE_ERROR("--cipher-suites: unknown cipher suite family \"aes\"", "--cipher-suites=aes");
+        PARSE_ERROR("--cipher-suites: unknown cipher suite family \"RC4\"",
+                    "--cipher-suites=AES,RC4");
+        PARSE_ERROR("--cipher-suites: \"AES\" given more than once", "--cipher-suites=AES,CHACHA,AES");
+        PARSE_ERROR("--cipher-suites: must not be empty", "--cipher-suites=");
+        PARSE_ERROR("--cipher-suites: empty entry", "--cipher-suites=AES,,CHACHA");
+        PARSE_ERROR("--cipher-suites: empty entry", "--cipher-suites=AES,");
+
+        PARSE_ERROR("--quiet: must be one of all, conns, conn-errs, handshake-errs, not \"some\"",
+                    "--quiet=some");
+        PARSE_ERROR("--quiet: must be one of", "--quiet=conns", "--quiet=ALL");
+
+        PARSE_ERROR("--listen: invalid address \"::1:8443\": IPv6 addresses must be in brackets",
+                    "--listen=::1:8443");
+        PARSE_ERROR("--listen: invalid address \"localhost\": missing port", "--listen", "localhost");
+        PARSE_ERROR("--listen: invalid address \"\"", "--listen=");
+        PARSE_ERROR("--target: invalid address \"systemd:foo\"", "--target=systemd:foo");
+        PARSE_ERROR("--target: invalid address \"localhost:http\"", "--target=localhost:http");
+        PARSE_ERROR("--target: invalid address \"localhost:70000\"", "--target=localhost:70000");
+}
+
+static void test_special_values(void) {
+        char *err = NULL;
+        Config c;
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL,
+                                ARGV("--quiet=conns", "--quiet", "handshake-errs", "--quiet=",
+                                     "--cipher-suites= CHACHA ", "--max-concurrent-conns=4294967295",
+                                     "--cacert=", "--storepass=", "--max-conn-lifetime=0",
+                                     "--target=[::1]:80")),
+                     0);
+        CHECK(err == NULL);
+        CHECK_INT_EQ(c.quiet, QUIET_CONNS | QUIET_HANDSHAKE_ERRS);
+        CHECK_INT_EQ(c.n_cipher_suites, 1);
+        CHECK_INT_EQ(c.cipher_suites[0], CIPHER_CHACHA);
+        CHECK_INT_EQ(c.max_concurrent_conns, 4294967295u);
+        CHECK(c.cacert == NULL);       /* "" means the system trust store */
+        CHECK_STR_EQ(c.storepass, ""); /* "" is a password */
+        CHECK_U64_EQ(c.max_conn_lifetime, 0);
+        CHECK_STR_EQ(c.target.host, "::1");
+        config_done(&c);
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--quiet=conn-errs", "--quiet=all")), 0);
+        CHECK_INT_EQ(c.quiet, QUIET_ALL);
+        config_done(&c);
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--quiet=conn-errs", "--quiet=conns")), 0);
+        CHECK_INT_EQ(c.quiet, QUIET_CONN_ERRS | QUIET_CONNS);
+        CHECK(!(c.quiet & QUIET_HANDSHAKE_ERRS));
+        config_done(&c);
+
+        /* A failed value leaves the previous one in place. */
+        config_init(&c);
+        CHECK_INT_EQ(config_set_option(&c, "cipher-suites", "CHACHA,RC4", &err), -EINVAL);
+        free(err);
+        err = NULL;
+        CHECK_INT_EQ(c.n_cipher_suites, 2);
+        CHECK_INT_EQ(c.cipher_suites[0], CIPHER_AES);
+        CHECK_INT_EQ(config_set_option(&c, "listen", "::1:80", &err), -EINVAL);
+        free(err);
+        err = NULL;
+        CHECK(!c.listen_set && c.listen.spec == NULL);
+        config_done(&c);
+}
+
+static void test_help(void) {
+        char *err = NULL;
+        bool help = false;
+        Config c;
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, &help, ARGV("--listen=:1", "--help")), 0);
+        CHECK(help);
+        CHECK(err == NULL);
+        config_done(&c);
+
+        /* --help works next to broken flags. */
+        help = false;
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, &help, ARGV("--bogus", "--help", "--listen")), 0);
+        CHECK(help);
+        CHECK(err == NULL);
+        config_done(&c);
+
+        help = true;
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, &help, ARGV("--listen=:1")), 0);
+        CHECK(!help);
+        config_done(&c);
+
+        /* After "--", "--help" is a stray argument. */
+        PARSE_ERROR("unexpected argument \"--help\"", "--", "--help");
+}
+
+static void test_set_option(void) {
+        char *err = NULL;
+        Config c;
+
+        config_init(&c);
+        CHECK_INT_EQ(config_set_option(&c, "listen", ":8443", &err), 0);
+        CHECK_INT_EQ(config_set_option(&c, "listen", "[::]:8443", &err), 0); /* replaces */
+        CHECK(c.listen_set);
+        CHECK_STR_EQ(c.listen.host, "::");
+        CHECK_INT_EQ(config_set_option(&c, "cert", "a.pem", &err), 0);
+        CHECK_INT_EQ(config_set_option(&c, "cert", "b.pem", &err), 0);
+        CHECK_STR_EQ(c.cert, "b.pem");
+        CHECK_INT_EQ(config_set_option(&c, "allow-all", NULL, &err), 0);
+        CHECK(c.allow_all);
+        CHECK_INT_EQ(config_set_option(&c, "no-allow-all", NULL, &err), 0);
+        CHECK(!c.allow_all);
+        CHECK(err == NULL);
+
+        CHECK_INT_EQ(config_set_option(&c, "nope", "1", &err), -ENOENT);
+        CHECK_CONTAINS(err, "unknown flag --nope");
+        free(err);
+        err = NULL;
+
+        CHECK_INT_EQ(config_set_option(&c, "target", NULL, &err), -EINVAL);
+        CHECK_CONTAINS(err, "--target: missing value");
+        free(err);
+        err = NULL;
+
+        CHECK_INT_EQ(config_set_option(&c, "help", NULL, &err), -EINVAL);
+        CHECK_CONTAINS(err, "--help");
+        free(err);
+
+        /* ret_error may be NULL. */
+        CHECK_INT_EQ(config_set_option(&c, "max-tls-version", "SSL3", NULL), -EINVAL);
+        config_done(&c);
+}
+
+#define BASE "--listen=:8443", "--target=localhost:8080"
+#define CREDS "--cert=c.pem", "--key=k.pem"
+
+static void test_validate(void) {
+        VALIDATE_OK(BASE, CREDS, "--allow-all");
+        VALIDATE_OK(BASE, "--keystore=ks.p12", "--storepass=pw", "--allow-cn=a");
+        VALIDATE_OK(BASE, "--keystore=ks.pem", "--disable-authentication");
+        VALIDATE_OK("--listen=systemd:x", "--target=unix:/run/b.sock", CREDS, "--allow-ou=o");
+        VALIDATE_OK(BASE, CREDS, "--allow-dns=d", "--allow-ip=::1", "--allow-ip=10.0.0.1",
+                    "--allow-uri=spiffe://x/**", "--allow-uri=spiffe://x/*/y/");
+
+        VALIDATE_ERROR("--listen is required", "--target=localhost:1", CREDS, "--allow-all");
+        VALIDATE_ERROR("--target is required", "--listen=:1", CREDS, "--allow-all");
+
+        VALIDATE_ERROR("--cert requires --key", BASE, "--cert=c.pem", "--allow-all");
+        VALIDATE_ERROR("--key requires --cert", BASE, "--key=k.pem", "--allow-all");
+        VALIDATE_ERROR("--keystore and --cert/--key are mutually exclusive", BASE, "--keystore=k",
+                       CREDS, "--allow-all");
+        VALIDATE_ERROR("--keystore and --cert/--key are mutually exclusive", BASE, "--keystore=k",
+                       "--key=k.pem", "--allow-all");
+        VALIDATE_ERROR("at least one of --keystore or --cert/--key is required", BASE,
+                       "--allow-all");
+        VALIDATE_ERROR("at least one of --keystore or --cert/--key is required", BASE,
+                       "--keystore=", "--allow-all");
+        VALIDATE_ERROR("--storepass requires --keystore", BASE, CREDS, "--storepass=x",
+                       "--allow-all");
+
+        VALIDATE_ERROR("at least one of --allow-all, --allow-cn, --allow-ou, --allow-dns, "
+                       "--allow-ip, --allow-uri or --disable-authentication is required",
+                       BASE, CREDS);
+        VALIDATE_ERROR("--disable-authentication is required", BASE, CREDS, "--allow-all=false");
+        VALIDATE_ERROR("--allow-all is mutually exclusive with other access control flags", BASE,
+                       CREDS, "--allow-all", "--allow-cn=a");
+        VALIDATE_ERROR("--allow-all is mutually exclusive", BASE, CREDS, "--allow-uri=s://a",
+                       "--allow-all");
+        VALIDATE_ERROR("--disable-authentication is mutually exclusive with other access control "
+                       "flags",
+                       BASE, CREDS, "--disable-authentication", "--allow-ip=::1");
+        VALIDATE_ERROR("--disable-authentication is mutually exclusive", BASE, CREDS,
+                       "--disable-authentication", "--allow-all");
+
+        VALIDATE_ERROR("--target must be unix:PATH, localhost:PORT, 127.0.0.1:PORT or [::1]:PORT "
+                       "(unless --unsafe-target is set)",
+                       "--listen=:1", "--target=10.0.0.1:80", CREDS, "--allow-all");
+        VALIDATE_ERROR("--unsafe-target", "--listen=:1", "--target=:80", CREDS, "--allow-all");
+        VALIDATE_ERROR("--unsafe-target", "--listen=:1", "--target=localhost.evil.com:80", CREDS,
+                       "--allow-all");
+        VALIDATE_OK("--listen=:1", "--target=10.0.0.1:80", "--unsafe-target", CREDS, "--allow-all");
+        VALIDATE_OK("--listen=:1", "--target=127.0.0.1:80", CREDS, "--allow-all");
+        VALIDATE_OK("--listen=:1", "--target=[::1]:80", CREDS, "--allow-all");
+
+        VALIDATE_ERROR("--allow-uri: invalid pattern \"spiffe://x/**/y\"", BASE, CREDS,
+                       "--allow-uri=spiffe://x/**/y");
+        VALIDATE_ERROR("--allow-uri: invalid pattern \"**/a\"", BASE, CREDS, "--allow-uri=ok",
+                       "--allow-uri=**/a");
+        VALIDATE_ERROR("--allow-ip: \"not-an-ip\" is not an IPv4 or IPv6 address", BASE, CREDS,
+                       "--allow-ip=not-an-ip");
+        VALIDATE_ERROR("--allow-ip: \"10.0.0.0/8\"", BASE, CREDS, "--allow-ip=10.0.0.0/8");
+        VALIDATE_ERROR("--allow-ip: \"[::1]\"", BASE, CREDS, "--allow-ip=::2", "--allow-ip=[::1]");
+        VALIDATE_ERROR("--allow-ip: \"1.2.3\"", BASE, CREDS, "--allow-ip-san=1.2.3");
+}
+
+static void test_print_help(void) {
+        char path[] = "/tmp/test-config-help.XXXXXX", buf[16384];
+        int fd, saved;
+        ssize_t n;
+
+        fd = mkstemp(path);
+        if (!CHECK(fd >= 0))
+                return;
+        unlink(path);
+
+        fflush(stdout);
+        saved = dup(STDOUT_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        config_print_help();
+        fflush(stdout);
+        dup2(saved, STDOUT_FILENO);
+        close(saved);
+
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        close(fd);
+        if (!CHECK(n > 0))
+                return;
+        buf[n] = '\0';
+
+        CHECK_CONTAINS(buf, "tlsgate server");
+        CHECK_CONTAINS(buf, "--listen=ADDR");
+        CHECK_CONTAINS(buf, "--target=ADDR");
+        CHECK_CONTAINS(buf, "--allow-cn=CN");
+        CHECK_CONTAINS(buf, "--allow-all\n");
+        CHECK_CONTAINS(buf, "--connect-timeout=DURATION");
+        CHECK_CONTAINS(buf, "(default: 10s)");
+        CHECK_CONTAINS(buf, "(default: 60s)");
+        CHECK_CONTAINS(buf, "(default: 5m)");
+        CHECK_CONTAINS(buf, "(default: TLS1.3)");
+        CHECK_CONTAINS(buf, "(default: AES,CHACHA)");
+        CHECK_CONTAINS(buf, "--quiet=WHAT");
+        CHECK_CONTAINS(buf, "--help");
+        CHECK(!strstr(buf, "allow-dns-san")); /* aliases stay hidden */
+}
+
+int main(void) {
+        test_defaults();
+        test_all_flags();
+        test_bools();
+        test_repeatable();
+        test_duplicates();
+        test_unknown_and_positional();
+        test_missing_value();
+        test_value_errors();
+        test_special_values();
+        test_help();
+        test_set_option();
+        test_validate();
+        test_print_help();
+        return test_summary();
+}
