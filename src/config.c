@@ -222,7 +222,7 @@ static const Option options[] = {
         { "close-timeout", OPTION_DURATION, 0, CFG(close_timeout), NULL, "DURATION",
           N_("How long to wait for the other side after one side closed."), "60s" },
         { "max-conn-lifetime", OPTION_DURATION, 0, CFG(max_conn_lifetime), NULL, "DURATION",
-          N_("Close connections this long after the handshake; 0 means no limit."), "0s" },
+          N_("Close connections this long after they were accepted; 0 means no limit."), "0s" },
         { "max-concurrent-conns", OPTION_UINT, 0, CFG(max_concurrent_conns), NULL, "N",
           N_("Most connections handled at once; 0 means no limit."), "0" },
         { "shutdown-timeout", OPTION_DURATION, 0, CFG(shutdown_timeout), NULL, "DURATION",

@@ -40,6 +40,7 @@ struct Conn {
         sd_event_source *io, *target_io;
         sd_event_source *deadline;      /* --connect-timeout, then --close-timeout */
         sd_event_source *lifetime;      /* --max-conn-lifetime */
+        sd_event_source *resume;        /* continues a pump that used up its rounds */
         usec_t start;
 
         Pipe c2t, t2c;
@@ -113,6 +114,7 @@ Conn *conn_free(Conn *c) {
         sd_event_source_disable_unref(c->target_io);
         sd_event_source_disable_unref(c->deadline);
         sd_event_source_disable_unref(c->lifetime);
+        sd_event_source_disable_unref(c->resume);
         if (c->session)
                 gnutls_deinit(c->session);
         /* Only after gnutls_deinit(): GnuTLS may still point into the bundle. */
@@ -308,13 +310,17 @@ static void conn_dial(Conn *c) {
 
 /* --- handshake ----------------------------------------------------------- */
 
+static gnutls_typed_vdata_st client_purpose[] = {
+        { .type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (unsigned char *) GNUTLS_KP_TLS_WWW_CLIENT },
+};
+
 static int conn_verify_resumed(Conn *c, const char **ret_reason) {
         unsigned status = 0;
         int r;
 
         /* Resumption skips the in-handshake verification: verify the peer
          * chain again, it may have expired or its CA may have changed. */
-        r = gnutls_certificate_verify_peers2(c->session, &status);
+        r = gnutls_certificate_verify_peers(c->session, client_purpose, 1, &status);
         if (r < 0) {
                 *ret_reason = gnutls_strerror(r);
                 return -EPERM;
@@ -583,12 +589,27 @@ static int conn_update_events(Conn *c) {
         return r;
 }
 
+static int on_resume(sd_event_source *s, void *userdata) {
+        conn_pump(userdata);
+        return 0;
+}
+
+/* A pump that still had work when it used up its rounds continues on the
+ * next loop iteration, after other connections had their turn: no epoll
+ * event would wake it, since nothing it waits for is blocked. */
+static int conn_schedule_resume(Conn *c) {
+        if (c->resume)
+                return sd_event_source_set_enabled(c->resume, SD_EVENT_ONESHOT);
+        return sd_event_add_defer(c->server->event, &c->resume, on_resume, c);
+}
+
 static void conn_pump(Conn *c) {
         const Config *cfg = c->server->config;
         bool was_half_closed = c->c2t.shut || c->t2c.shut;
+        unsigned i;
         int r;
 
-        for (unsigned i = 0; i < PUMP_ROUNDS_MAX; i++) {
+        for (i = 0; i < PUMP_ROUNDS_MAX; i++) {
                 int progress = 0;
 
                 /* Write before read: a buffer is refilled only once empty. */
@@ -624,7 +645,7 @@ static void conn_pump(Conn *c) {
                         return conn_close(c);
         }
 
-        if (conn_update_events(c) < 0)
+        if (conn_update_events(c) < 0 || (i == PUMP_ROUNDS_MAX && conn_schedule_resume(c) < 0))
                 conn_close(c);
 }
 
@@ -667,8 +688,10 @@ static int conn_setup_session(Conn *c) {
                 return errno_from_gnutls(r);
         if (cr->request_client_cert) {
                 gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_REQUIRE);
-                /* Chain verification during the handshake, no hostname. */
-                gnutls_session_set_verify_cert(c->session, NULL, 0);
+                /* Chain verification during the handshake: no hostname, but
+                 * the leaf must be fit for TLS client authentication (an
+                 * absent extended key usage allows any purpose), as in Go. */
+                gnutls_session_set_verify_cert2(c->session, client_purpose, 1, 0);
         } else
                 gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_IGNORE);
         /* Our own timer enforces --connect-timeout. */

@@ -46,7 +46,7 @@ int log_fields_internal(int level, int error, const char *message_id, const LogF
 #define log_error_errno(e, ...) log_full_errno(LOG_ERR, e, __VA_ARGS__)
 #define log_oom() log_error_errno(ENOMEM, "Out of memory.")
 
-/* Stable MESSAGE_IDs for events people alert on (catalog/ explains them). */
+/* Stable MESSAGE_IDs for events people alert on; never change a value. */
 #define MESSAGE_ID_CLIENT_DENIED "0d3b1ac2a4bf4f7e9a1c7f52b6e0c901"
 #define MESSAGE_ID_HANDSHAKE_FAILED "5f6c1e1d8a0b4a36b0e3c1a7d9f2e402"
 #define MESSAGE_ID_DIAL_FAILED "9a7e4f0c2b5d4c8e8f1a3b6d5c7e0f03"

@@ -52,7 +52,7 @@ static int on_accept_pause_end(sd_event_source *s, uint64_t usec, void *userdata
         Manager *m = userdata;
 
         m->accept_paused = false;
-        log_info("resuming accepting connections");
+        log_debug("resuming accepting connections");
         manager_update_accepting(m);
         return 0;
 }
@@ -62,8 +62,11 @@ static void manager_pause_accepting(Manager *m, int error) {
 
         /* The listening socket stays readable while the fd table is full:
          * back off instead of spinning, and try again shortly. */
-        log_warning_errno(error, "cannot accept connections: %m; pausing for %llu ms",
-                          (unsigned long long) (ACCEPT_PAUSE_USEC / USEC_PER_MSEC));
+        log_full_errno(m->accept_pause_logged ? LOG_DEBUG : LOG_WARNING, error,
+                       "cannot accept connections: %m; pausing for %llu ms",
+                       (unsigned long long) (ACCEPT_PAUSE_USEC / USEC_PER_MSEC));
+        /* Once per episode: a full table can last, the journal should not fill. */
+        m->accept_pause_logged = true;
         m->accept_paused = true;
         manager_update_accepting(m);
         if (m->accept_pause)
@@ -104,6 +107,10 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         log_warning_errno(errno, "accept failed: %m, ignoring");
                         break;
                 }
+                if (m->accept_pause_logged) {
+                        log_info("accepting connections again");
+                        m->accept_pause_logged = false;
+                }
                 r = conn_new(&m->server, cfd, (struct sockaddr *) &peer, len, NULL);
                 if (r < 0)
                         log_warning_errno(r, "cannot set up connection: %m, dropping it");
@@ -121,15 +128,19 @@ static void manager_close_listener(Manager *m) {
         }
 }
 
+static int manager_force_exit(Manager *m) {
+        m->forced = true;
+        conn_server_close_all(&m->server);
+        (void) sd_event_exit(m->event, EXIT_FAILURE);
+        return 0;
+}
+
 static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
         log_warning("--shutdown-timeout reached with %u connection%s still open, closing them",
                     m->server.n_conns, m->server.n_conns == 1 ? "" : "s");
-        m->forced = true;
-        conn_server_close_all(&m->server);
-        (void) sd_event_exit(m->event, EXIT_FAILURE);
-        return 0;
+        return manager_force_exit(m);
 }
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -141,7 +152,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
                 log_warning("received %s again, closing %u connection%s now",
                             strsignal((int) si->ssi_signo), m->server.n_conns,
                             m->server.n_conns == 1 ? "" : "s");
-                return on_shutdown_timeout(NULL, 0, m);
+                return manager_force_exit(m);
         }
         m->shutting_down = true;
         (void) sd_notify(false, "STOPPING=1");
@@ -159,7 +170,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         r = sd_event_add_time_relative(m->event, &m->shutdown_timer, CLOCK_MONOTONIC,
                                        m->config.shutdown_timeout, 0, on_shutdown_timeout, m);
         if (r < 0)
-                return on_shutdown_timeout(NULL, 0, m);
+                return manager_force_exit(m);
         return 0;
 }
 

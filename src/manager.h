@@ -21,6 +21,7 @@ typedef struct Manager {
         sd_event_source *listen_source;
         sd_event_source *accept_pause;  /* EMFILE back-off */
         bool accept_paused;
+        bool accept_pause_logged;       /* warned about this EMFILE episode */
 
         bool shutting_down;
         bool forced;

@@ -1,0 +1,293 @@
+"""Running tlsgate under test: sd_notify receiver, process runner, free ports."""
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def tlsgate_binary():
+    return os.environ.get("TLSGATE_BIN") or os.path.normpath(
+        os.path.join(HERE, "..", "..", "build", "tlsgate"))
+
+
+def short_tmpdir(prefix="tg-"):
+    """A short directory for AF_UNIX paths (sun_path is limited to 108 bytes)."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+# --------------------------------------------------------------------------
+# Ports
+_used_ports = set()
+
+
+def _port_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    hi = max(2048, low - 1)
+    lo = max(1025, hi - 12000)
+    return lo, hi
+
+
+def port_is_free(port):
+    """True if nobody has the TCP port bound on 127.0.0.1 or ::1."""
+    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def free_port():
+    """A free port below the ephemeral range (an outgoing connection can't steal it)."""
+    lo, hi = _port_range()
+    for _ in range(200):
+        p = random.randint(lo, hi)
+        if p in _used_ports:
+            continue
+        if port_is_free(p):
+            _used_ports.add(p)
+            return p
+    raise RuntimeError("no free port found in %d..%d" % (lo, hi))
+
+
+def wait_until(pred, timeout, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# sd_notify
+class NotifyReceiver:
+    """AF_UNIX datagram socket collecting sd_notify messages in a thread.
+
+    messages: list of (monotonic time, sender pid or None, {key: value})."""
+
+    def __init__(self):
+        self.dir = short_tmpdir("tg-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.messages = []
+        self.cond = threading.Condition()
+        self._stop = False
+        self._t = threading.Thread(target=self._loop, daemon=True, name="notify")
+        self._t.start()
+
+    def _loop(self):
+        while not self._stop:
+            try:
+                data, anc, _fl, _ad = self.sock.recvmsg(4096, socket.CMSG_SPACE(12) +
+                                                        socket.CMSG_SPACE(4 * 16))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            pid = None
+            for level, typ, cdata in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("3i", cdata[:12])[0]
+                elif level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                    n = len(cdata) // 4
+                    for fd in struct.unpack("%di" % n, cdata[:4 * n]):
+                        os.close(fd)  # we do not keep passed fds (barrier / fdstore)
+            fields = {}
+            for line in data.decode("utf-8", "replace").split("\n"):
+                if "=" in line:
+                    k, v = line.split("=", 1)
+                    fields[k] = v
+            with self.cond:
+                self.messages.append((time.monotonic(), pid, fields))
+                self.cond.notify_all()
+
+    def find(self, key, value=None, start=0):
+        with self.cond:
+            for i, m in enumerate(self.messages[start:], start):
+                if key in m[2] and (value is None or m[2][key] == value):
+                    return i, m
+        return None
+
+    def wait_for(self, key, value=None, timeout=5.0, start=0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i, m in enumerate(self.messages[start:], start):
+                    if key in m[2] and (value is None or m[2][key] == value):
+                        return i, m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(min(left, 0.1))
+
+    def close(self):
+        self._stop = True
+        self._t.join(2)
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+class StartupError(AssertionError):
+    pass
+
+
+class Tlsgate:
+    """One tlsgate process (or a wrapper that execs it, e.g. systemd-socket-activate).
+
+    argv: full argument vector. The process gets NOTIFY_SOCKET (our receiver)
+    unless notify=False; stderr (and stdout) go to a log file."""
+
+    def __init__(self, argv, logdir, env=None, notify=True, name="tlsgate"):
+        self.argv = list(argv)
+        self.name = name
+        self.notify = NotifyReceiver() if notify else None
+        self.log_path = os.path.join(logdir, "%s-%d.log" % (name, time.monotonic_ns()))
+        self.env = dict(os.environ)
+        for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
+                  "LISTEN_FDNAMES", "JOURNAL_STREAM"):
+            self.env.pop(k, None)
+        if self.notify:
+            self.env["NOTIFY_SOCKET"] = self.notify.path
+        if env:
+            self.env.update(env)
+        self.proc = None
+        self.killed = False
+        self.start_time = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self, wait_ready=True, timeout=10.0):
+        self._logf = open(self.log_path, "wb")
+        self.start_time = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._logf,
+                                     stderr=subprocess.STDOUT, env=self.env, close_fds=True)
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=10.0):
+        assert self.notify, "wait_ready needs the notify socket"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.notify.wait_for("READY", "1", timeout=0.05):
+                return
+            if self.proc.poll() is not None:
+                raise StartupError("%s exited with %s before READY=1; log:\n%s"
+                                   % (self.name, self.proc.returncode, self.log()))
+        raise StartupError("%s sent no READY=1 within %.0fs (messages %r); log:\n%s"
+                           % (self.name, timeout, self.notify.messages, self.log()))
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_lines(self):
+        return self.log().splitlines()
+
+    def find_log(self, *needles, regex=None):
+        """Lines containing every needle (and matching regex if given)."""
+        out = []
+        for line in self.log_lines():
+            if all(n in line for n in needles) and (regex is None or re.search(regex, line)):
+                out.append(line)
+        return out
+
+    def wait_log(self, *needles, regex=None, timeout=5.0):
+        """Waits for a line with all needles; returns it or raises AssertionError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.find_log(*needles, regex=regex)
+            if found:
+                return found[0]
+            if time.monotonic() >= deadline:
+                raise AssertionError("no log line containing %r (regex %r) within %.1fs; log:\n%s"
+                                     % (needles, regex, timeout, self.log()))
+            time.sleep(0.02)
+
+    def send_signal(self, sig):
+        if self.running():
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout):
+        """Returns the exit code, or None if still running after timeout."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Signals our own child by pid, SIGKILL after timeout. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def cleanup(self):
+        rc = self.stop()
+        try:
+            self._logf.close()
+        except Exception:
+            pass
+        if self.notify:
+            self.notify.close()
+        return rc
+
+
+def run_once(argv, timeout=10.0, env=None):
+    """Runs a short-lived command (e.g. a bad command line); returns (rc, stdout, stderr)."""
+    e = dict(os.environ)
+    for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
+              "LISTEN_FDNAMES", "JOURNAL_STREAM"):
+        e.pop(k, None)
+    if env:
+        e.update(env)
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=e)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate(timeout=5)
+        return None, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
