@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="gcc libc6-dev meson ninja-build pkg-config
 libgnutls28-dev libsystemd-dev libcurl4-gnutls-dev libjson-c-dev
-gnutls-bin openssl systemd python3 python3-pytest python3-cryptography
+gnutls-bin openssl systemd pebble python3 python3-pytest python3-cryptography
 libasan8 libubsan1"
 
 missing=""

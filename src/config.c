@@ -4,6 +4,7 @@
  * and the default, so parsing, defaults and --help cannot drift apart. */
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -196,6 +197,17 @@ static const Option options[] = {
           N_("Private key for --cert (PEM)."), NULL },
         { "cacert", OPTION_PATH, 0, CFG(cacert), NULL, "PATH",
           N_("CA bundle (PEM) client certificates must chain to. Default: system trust store."), NULL },
+        { "auto-acme-cert", OPTION_PATH, 0, CFG(auto_acme_cert), NULL, "FQDN",
+          N_("Obtain and renew a public certificate for this name over ACME (TLS-ALPN-01, "
+             "answered on the listening socket)."), NULL },
+        { "auto-acme-email", OPTION_PATH, 0, CFG(auto_acme_email), NULL, "EMAIL",
+          N_("Contact address for the ACME account (required with --auto-acme-cert)."), NULL },
+        { "auto-acme-agree-to-tos", OPTION_BOOL, 0, CFG(auto_acme_agree_to_tos), NULL, NULL,
+          N_("Agree to the ACME CA's terms of service (required with --auto-acme-cert)."), NULL },
+        { "auto-acme-ca", OPTION_PATH, 0, CFG(auto_acme_ca), NULL, "URL",
+          N_("ACME directory URL of the CA."), ACME_DEFAULT_CA },
+        { "auto-acme-testca", OPTION_PATH, 0, CFG(auto_acme_testca), NULL, "URL",
+          N_("ACME directory URL of a test CA; when set, --auto-acme-ca is ignored."), NULL },
         { "allow-all", OPTION_BOOL, 0, CFG(allow_all), NULL, NULL,
           N_("Allow every client with a valid certificate."), NULL },
         { "allow-cn", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_cn), NULL, "CN",
@@ -411,6 +423,10 @@ void config_done(Config *c) {
         free(c->cert);
         free(c->key);
         free(c->cacert);
+        free(c->auto_acme_cert);
+        free(c->auto_acme_email);
+        free(c->auto_acme_ca);
+        free(c->auto_acme_testca);
         strv_free(c->allow_cn);
         strv_free(c->allow_ou);
         strv_free(c->allow_dns);
@@ -512,7 +528,70 @@ int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **
         return 0;
 }
 
+const char *config_acme_directory(const Config *c) {
+        if (c->auto_acme_testca)
+                return c->auto_acme_testca;
+        return c->auto_acme_ca ? c->auto_acme_ca : ACME_DEFAULT_CA;
+}
+
+static bool acme_url_ok(const char *url) {
+        return startswith(url, "https://") || startswith(url, "http://");
+}
+
+static int validate_acme(const Config *c, char **ret_error) {
+        const char *p;
+
+        if (!c->auto_acme_cert) {
+                if (c->auto_acme_email)
+                        return errorf(ret_error, -EINVAL, "%s",
+                                      _("--auto-acme-email requires --auto-acme-cert"));
+                if (c->auto_acme_agree_to_tos)
+                        return errorf(ret_error, -EINVAL, "%s",
+                                      _("--auto-acme-agree-to-tos requires --auto-acme-cert"));
+                if (c->auto_acme_testca)
+                        return errorf(ret_error, -EINVAL, "%s",
+                                      _("--auto-acme-testca requires --auto-acme-cert"));
+                return 0;
+        }
+        if (c->keystore || c->cert || c->key)
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("--auto-acme-cert and --keystore/--cert/--key are mutually exclusive"));
+        if (!c->auto_acme_email)
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("--auto-acme-cert requires --auto-acme-email"));
+        if (!strchr(c->auto_acme_email, '@') || strpbrk(c->auto_acme_email, " \t\r\n,<>"))
+                return errorf(ret_error, -EINVAL, _("--auto-acme-email: \"%s\" is not an e-mail address"),
+                              c->auto_acme_email);
+        if (!c->auto_acme_agree_to_tos)
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("--auto-acme-cert requires --auto-acme-agree-to-tos (read the CA's "
+                                "terms of service first)"));
+        /* One DNS name: letters, digits, '-' and dots; no wildcard, since
+         * TLS-ALPN-01 cannot validate wildcards. */
+        for (p = c->auto_acme_cert; *p; p++)
+                if (!(isalnum((unsigned char) *p) || *p == '-' || *p == '.'))
+                        break;
+        if (*p || c->auto_acme_cert[0] == '.' || c->auto_acme_cert[0] == '-' ||
+            strlen(c->auto_acme_cert) > 253 || strstr(c->auto_acme_cert, ".."))
+                return errorf(ret_error, -EINVAL,
+                              _("--auto-acme-cert: \"%s\" is not a DNS name (wildcards cannot be "
+                                "validated with TLS-ALPN-01)"),
+                              c->auto_acme_cert);
+        if (c->auto_acme_ca && !acme_url_ok(c->auto_acme_ca))
+                return errorf(ret_error, -EINVAL, _("--auto-acme-ca: \"%s\" is not an http(s) URL"),
+                              c->auto_acme_ca);
+        if (c->auto_acme_testca && !acme_url_ok(c->auto_acme_testca))
+                return errorf(ret_error, -EINVAL,
+                              _("--auto-acme-testca: \"%s\" is not an http(s) URL"),
+                              c->auto_acme_testca);
+        return 0;
+}
+
 static int validate_credentials(const Config *c, char **ret_error) {
+        int r;
+
+        if (c->auto_acme_cert)
+                return validate_acme(c, ret_error);
         if (c->keystore && (c->cert || c->key))
                 return errorf(ret_error, -EINVAL, "%s",
                               _("--keystore and --cert/--key are mutually exclusive"));
@@ -522,7 +601,10 @@ static int validate_credentials(const Config *c, char **ret_error) {
                 return errorf(ret_error, -EINVAL, "%s", _("--key requires --cert"));
         if (!c->keystore && !c->cert)
                 return errorf(ret_error, -EINVAL, "%s",
-                              _("at least one of --keystore or --cert/--key is required"));
+                              _("at least one of --keystore, --cert/--key or --auto-acme-cert is required"));
+        r = validate_acme(c, ret_error);
+        if (r < 0)
+                return r;
         if (c->storepass && !c->keystore)
                 return errorf(ret_error, -EINVAL, "%s", _("--storepass requires --keystore"));
         return 0;

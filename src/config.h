@@ -43,6 +43,13 @@ typedef struct Config {
         char *key;
         char *cacert;          /* NULL: system trust store */
 
+        /* ACME (server mode): a publicly trusted certificate for one name. */
+        char *auto_acme_cert;  /* the FQDN; NULL: static credentials */
+        char *auto_acme_email;
+        bool auto_acme_agree_to_tos;
+        char *auto_acme_ca;    /* directory URL; default Let's Encrypt production */
+        char *auto_acme_testca; /* when set, used instead of auto_acme_ca */
+
         /* Authorization. */
         bool allow_all;
         bool disable_authentication;
@@ -86,6 +93,11 @@ int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **
  * safe --target unless --unsafe-target, --allow-uri patterns well formed,
  * --allow-ip addresses parse. Same error contract. */
 int config_validate(const Config *c, char **ret_error);
+
+/* The ACME directory URL in effect (--auto-acme-testca wins over --auto-acme-ca). */
+const char *config_acme_directory(const Config *c);
+
+#define ACME_DEFAULT_CA "https://acme-v02.api.letsencrypt.org/directory"
 
 /* Prints `tlsgate server --help` text to stdout, generated from the table. */
 void config_print_help(void);

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <sys/un.h>
 
+#include "alpn-gate.h"
 #include "authz.h"
+#include "challenges.h"
 #include "conn.h"
 #include "duration.h"
 #include "log.h"
@@ -44,9 +46,13 @@ struct Conn {
         usec_t start;
 
         Pipe c2t, t2c;
+        GateClass gate;         /* the first ClientHello's class (ALPN gate) */
+        bool gate_decided;
+        bool bundle_chosen;     /* a probe's certificate is picked once, even across HRR */
         bool send_blocked;      /* a TLS send (or bye) is waiting for POLLOUT */
         bool recv_wants_write;  /* a TLS read must write first (key update) */
 
+        char sni[GATE_SNI_MAX + 1];
         char peer[INET6_ADDRSTRLEN + 16];
         char id_str[24];
         char *client_cn;
@@ -70,9 +76,10 @@ static bool quiet(const Conn *c, unsigned what) {
         (LogField[]) {                                                                    \
                 { "TLSGATE_PEER", (c)->peer }, { "TLSGATE_CONN_ID", (c)->id_str },         \
                         { "TLSGATE_CLIENT_CN", (c)->client_cn },                          \
+                        { "TLSGATE_SNI", (c)->sni[0] ? (c)->sni : NULL },                 \
         }
 #define conn_log(c, level, error, message_id, ...) \
-        log_fields(level, error, message_id, CONN_FIELDS(c), 3, __VA_ARGS__)
+        log_fields(level, error, message_id, CONN_FIELDS(c), 4, __VA_ARGS__)
 
 static void conn_set_state(Conn *c, ConnState s) {
         conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: %s -> %s", c->id_str,
@@ -340,6 +347,20 @@ static void conn_handshake_done(Conn *c) {
         const char *reason = NULL, *rule = NULL;
         gnutls_x509_crt_t crt = NULL;
         PeerIdentity id = {};
+
+        if (c->gate == GATE_ACME_PROBE) {
+                gnutls_datum_t alpn = {};
+                bool ok = gnutls_alpn_get_selected_protocol(c->session, &alpn) >= 0 &&
+                          alpn.size == strlen(ACME_TLS_ALPN_PROTOCOL) &&
+                          memcmp(alpn.data, ACME_TLS_ALPN_PROTOCOL, alpn.size) == 0;
+                /* A probe never reaches the target and gets no data. */
+                conn_log(c, ok ? LOG_INFO : LOG_WARNING, 0, NULL,
+                         ok ? "challenge probe from %s for %s completed"
+                            : "challenge probe from %s for %s did not negotiate acme-tls/1, closing",
+                         c->peer, c->sni);
+                (void) gnutls_bye(c->session, GNUTLS_SHUT_WR);
+                return conn_close(c);
+        }
 
         if (!c->creds->request_client_cert)
                 goto allowed;
@@ -671,6 +692,84 @@ static int on_target_io(sd_event_source *s, int fd, uint32_t revents, void *user
         return 0;
 }
 
+/* --- the ALPN gate (FACTS.md section 1) ------------------------------------ */
+
+static int on_client_hello(gnutls_session_t session, unsigned htype, unsigned when,
+                           unsigned incoming, const gnutls_datum_t *msg) {
+        Conn *c = gnutls_session_get_ptr(session);
+        GateHello hello;
+        GateClass class;
+        int r;
+
+        if (!incoming || htype != GNUTLS_HANDSHAKE_CLIENT_HELLO || when != GNUTLS_HOOK_PRE)
+                return 0;
+        if (alpn_gate_parse_client_hello(msg->data, msg->size, &hello) < 0) {
+                conn_log_handshake_error(c, "malformed ClientHello");
+                return GNUTLS_E_UNEXPECTED_PACKET;
+        }
+        class = alpn_gate_classify(&hello);
+        if (class == GATE_MALFORMED) {
+                conn_log_handshake_error(c, "malformed ALPN extension");
+                return GNUTLS_E_UNEXPECTED_PACKET;
+        }
+        if (c->gate_decided) {
+                /* The second ClientHello after a HelloRetryRequest runs the
+                 * hooks again: it must not change its class. */
+                if (class != c->gate) {
+                        conn_log_handshake_error(c, "second ClientHello changed its ALPN class");
+                        return GNUTLS_E_UNEXPECTED_PACKET;
+                }
+                return 0;
+        }
+        c->gate = class;
+        c->gate_decided = true;
+        snprintf(c->sni, sizeof c->sni, "%s", hello.sni);
+
+        if (class == GATE_ACME_PROBE) {
+                const gnutls_datum_t proto = { (unsigned char *) ACME_TLS_ALPN_PROTOCOL,
+                                               sizeof(ACME_TLS_ALPN_PROTOCOL) - 1 };
+                /* Only acme-tls/1, no fallback; no ticket, no cache entry. */
+                r = gnutls_alpn_set_protocols(session, &proto, 1, GNUTLS_ALPN_MANDATORY);
+                if (r >= 0)
+                        r = gnutls_priority_set(session, c->creds->priority_probe);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int on_post_client_hello(gnutls_session_t session) {
+        Conn *c = gnutls_session_get_ptr(session);
+
+        if (c->gate == GATE_ACME_PROBE) {
+                /* After a HelloRetryRequest this runs again, but GnuTLS keeps
+                 * the certificate it retrieved the first time: swapping (and
+                 * unreferencing) it now would free it under GnuTLS. */
+                if (!c->bundle_chosen) {
+                        CertBundle *b = challenges_lookup(c->server->challenges, c->sni);
+                        /* No challenge pending for that name (a late or stray
+                         * probe): the regular certificate, which any client sees
+                         * anyway before it has to show its own, and nothing else. */
+                        if (b) {
+                                cert_bundle_unref(c->bundle);
+                                c->bundle = b;
+                        } else if (!c->bundle) {
+                                conn_log_handshake_error(
+                                        c, "challenge probe for a name with no pending challenge");
+                                return GNUTLS_E_NO_CERTIFICATE_FOUND;
+                        }
+                        c->bundle_chosen = true;
+                }
+                gnutls_certificate_server_set_request(session, GNUTLS_CERT_IGNORE);
+                return 0;
+        }
+        if (!c->bundle) {
+                conn_log_handshake_error(c, "no certificate yet, the first one is still being obtained");
+                return GNUTLS_E_NO_CERTIFICATE_FOUND;
+        }
+        return 0;
+}
+
 static int conn_setup_session(Conn *c) {
         Creds *cr = c->creds;
         int r;
@@ -694,6 +793,11 @@ static int conn_setup_session(Conn *c) {
                 gnutls_session_set_verify_cert2(c->session, client_purpose, 1, 0);
         } else
                 gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_IGNORE);
+        if (c->server->challenges) {
+                gnutls_handshake_set_hook_function(c->session, GNUTLS_HANDSHAKE_CLIENT_HELLO,
+                                                   GNUTLS_HOOK_PRE, on_client_hello);
+                gnutls_handshake_set_post_client_hello_function(c->session, on_post_client_hello);
+        }
         /* Our own timer enforces --connect-timeout. */
         gnutls_handshake_set_timeout(c->session, 0);
         gnutls_transport_set_int(c->session, c->fd);
@@ -717,7 +821,7 @@ int conn_new(ConnServer *s, int fd, const struct sockaddr *peer, socklen_t peer_
         snprintf(c->id_str, sizeof c->id_str, "%" PRIu64, c->id);
         format_peer(peer, peer_len, c->peer, sizeof c->peer);
         c->creds = creds_ref(s->creds);
-        c->bundle = cert_bundle_ref(s->creds->bundle);
+        c->bundle = cert_bundle_ref(s->creds->bundle);     /* NULL until ACME has one */
         (void) sd_event_now(s->event, CLOCK_MONOTONIC, &c->start);
 
         /* Linked first, so that conn_free() can always unlink. */

@@ -23,6 +23,7 @@ typedef struct ConnServer {
         const Config *config;
         Creds *creds;                   /* what new handshakes use */
         gnutls_datum_t ticket_key;      /* session ticket encryption key */
+        struct Challenges *challenges;  /* ACME: pending TLS-ALPN-01 challenges; NULL: no gate */
         struct sockaddr_storage target;
         socklen_t target_len;
 

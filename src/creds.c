@@ -116,6 +116,7 @@ static int bundle_from_x509(gnutls_x509_crt_t *crts, unsigned n_crts, gnutls_x50
                 b->subject = strndup((const char *) dn.data, dn.size);
                 gnutls_free(dn.data);
         }
+        b->not_before = gnutls_x509_crt_get_activation_time(crts[0]);
         b->not_after = gnutls_x509_crt_get_expiration_time(crts[0]);
         *ret = TAKE_PTR(b);
         r = 0;
@@ -299,6 +300,8 @@ Creds *creds_unref(Creds *c) {
                 gnutls_certificate_free_credentials(c->x509);
         if (c->priority)
                 gnutls_priority_deinit(c->priority);
+        if (c->priority_probe)
+                gnutls_priority_deinit(c->priority_probe);
         cert_bundle_unref(c->bundle);
         free(c);
         return NULL;
@@ -364,7 +367,33 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
                 return fail(ret_error, -EINVAL, _("invalid TLS priority \"%s\" at \"%s\": %s"), prio,
                             strempty(err_pos), gnutls_strerror(r));
 
+        if (c->auto_acme_cert) {
+                /* The ALPN gate's probes: FACTS.md section 1, a ticket issued
+                 * to a probe would let a client without a certificate resume. */
+                _cleanup_free_ char *probe = NULL;
+                if (asprintf(&probe, "%s:%%NO_TICKETS", prio) < 0)
+                        return -ENOMEM;
+                r = gnutls_priority_init2(&cr->priority_probe, probe, &err_pos, 0);
+                if (r < 0)
+                        return fail(ret_error, -EINVAL, _("invalid TLS priority \"%s\": %s"), probe,
+                                    gnutls_strerror(r));
+        }
+
         cr->bundle = cert_bundle_ref(bundle);
         *ret = TAKE_PTR(cr);
         return 0;
+}
+
+void creds_set_bundle(Creds *c, CertBundle *bundle) {
+        CertBundle *old = c->bundle;
+        c->bundle = cert_bundle_ref(bundle);
+        cert_bundle_unref(old);
+}
+
+int cert_bundle_from_pem(const char *chain, size_t chain_len, const char *key, size_t key_len,
+                         const char *what, CertBundle **ret, char **ret_error) {
+        const gnutls_datum_t c = { (unsigned char *) chain, (unsigned) chain_len };
+        const gnutls_datum_t k = { (unsigned char *) key, (unsigned) key_len };
+
+        return load_pem_pair(&c, &k, NULL, what, what, ret, ret_error);
 }

@@ -19,7 +19,7 @@ typedef struct CertBundle {
         unsigned n_pcerts;
         gnutls_privkey_t key;
         char *subject;                  /* leaf subject DN, for messages */
-        time_t not_after;               /* leaf expiry */
+        time_t not_before, not_after;   /* leaf validity */
 } CertBundle;
 
 CertBundle *cert_bundle_ref(CertBundle *b);
@@ -35,7 +35,8 @@ typedef struct Creds {
         unsigned n_ref;
         gnutls_certificate_credentials_t x509;
         gnutls_priority_t priority;
-        CertBundle *bundle;             /* the certificate normal clients get */
+        gnutls_priority_t priority_probe; /* ACME probes: no session tickets */
+        CertBundle *bundle;             /* what normal clients get; NULL until ACME obtained one */
         bool request_client_cert;       /* false with --disable-authentication */
 } Creds;
 
@@ -48,6 +49,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Creds *, creds_unref);
  * --cipher-suites. retrieve picks the certificate per session. */
 int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_function3 *retrieve,
               Creds **ret, char **ret_error);
+
+/* Replaces the certificate new handshakes get; live sessions keep theirs. */
+void creds_set_bundle(Creds *c, CertBundle *bundle);
+
+/* Builds a bundle from a PEM chain (leaf first) and a PEM private key. what
+ * names the source in error messages. */
+int cert_bundle_from_pem(const char *chain, size_t chain_len, const char *key, size_t key_len,
+                         const char *what, CertBundle **ret, char **ret_error);
 
 /* The GnuTLS priority string for the options (exposed for unit tests). */
 int creds_priority_string(const Config *c, char **ret);

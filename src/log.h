@@ -50,3 +50,6 @@ int log_fields_internal(int level, int error, const char *message_id, const LogF
 #define MESSAGE_ID_CLIENT_DENIED "0d3b1ac2a4bf4f7e9a1c7f52b6e0c901"
 #define MESSAGE_ID_HANDSHAKE_FAILED "5f6c1e1d8a0b4a36b0e3c1a7d9f2e402"
 #define MESSAGE_ID_DIAL_FAILED "9a7e4f0c2b5d4c8e8f1a3b6d5c7e0f03"
+#define MESSAGE_ID_CERT_OBTAINED "3c8f2d6e0a1b4e5f9d7c6b5a4e3f2d10"
+#define MESSAGE_ID_CERT_RENEWED "7b1e9c3d5f2a4b6c8e0d1f3a5c7e9b11"
+#define MESSAGE_ID_RENEWAL_FAILED "e4a2c6b8d0f14e3a9c5b7d1f3e5a7c12"

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 
@@ -18,10 +19,56 @@
 static void manager_update_accepting(Manager *m);
 
 static void manager_notify_status(Manager *m) {
-        (void) sd_notifyf(false, "STATUS=%s %s -> %s, %u connection%s", 
+        const CertBundle *b = m->server.creds ? m->server.creds->bundle : NULL;
+        char expiry[32] = "";
+        struct tm tm;
+
+        if (!b) {
+                (void) sd_notifyf(false, "STATUS=Obtaining a certificate for %s (%s), listening on %s",
+                                  m->config.auto_acme_cert, renewer_state(m->renewer),
+                                  m->config.listen.spec);
+                return;
+        }
+        if (gmtime_r(&b->not_after, &tm))
+                strftime(expiry, sizeof expiry, "%Y-%m-%d %H:%M UTC", &tm);
+        (void) sd_notifyf(false, "STATUS=%s %s -> %s, %u connection%s; certificate %s expires %s",
                           m->shutting_down ? "Draining" : "Serving", m->config.listen.spec,
                           m->config.target.spec, m->server.n_conns,
-                          m->server.n_conns == 1 ? "" : "s");
+                          m->server.n_conns == 1 ? "" : "s",
+                          m->config.auto_acme_cert ? m->config.auto_acme_cert : strempty(b->subject),
+                          expiry);
+}
+
+static void manager_ready(Manager *m) {
+        if (m->ready)
+                return;
+        m->ready = true;
+        (void) sd_notify(false, "READY=1");
+}
+
+static void on_certificate(CertBundle *bundle, bool renewed, void *userdata) {
+        Manager *m = userdata;
+
+        /* New handshakes get the new certificate; live ones keep theirs. */
+        creds_set_bundle(m->server.creds, bundle);
+        manager_ready(m);
+        manager_notify_status(m);
+}
+
+static void on_give_up(int error, const char *message, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_notifyf(false, "STATUS=Failed to obtain a certificate: %s", message);
+        (void) sd_event_exit(m->event, EXIT_FAILURE);
+}
+
+static void on_waiting(usec_t usec, void *userdata) {
+        /* Until the first certificate is served the unit is "activating":
+         * extend its start timeout by the wait plus time for one order
+         * instead of relying on a huge TimeoutStartSec=. */
+        (void) sd_notifyf(false, "EXTEND_TIMEOUT_USEC=%llu",
+                          (unsigned long long) (usec + 2 * USEC_PER_MINUTE));
+        manager_notify_status(userdata);
 }
 
 static void on_conn_freed(ConnServer *s, void *userdata) {
@@ -184,14 +231,21 @@ int manager_reload(Manager *m) {
         _cleanup_(creds_unrefp) Creds *creds = NULL;
         _cleanup_free_ char *error = NULL;
         usec_t now = 0;
-        int r;
+        int r = 0;
 
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-        (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) now);
+        /* Before READY=1 the unit is still starting: nothing to announce. */
+        if (m->ready)
+                (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                                  (unsigned long long) now);
 
         /* Build and check everything new first; swap only when all of it
          * loaded, so a broken file never replaces working credentials. */
-        r = cert_bundle_load(&m->config, &bundle, &error);
+        if (m->config.auto_acme_cert)
+                /* Only the CA bundle is re-read; ACME certificates renew on their own. */
+                bundle = cert_bundle_ref(m->server.creds->bundle);
+        else
+                r = cert_bundle_load(&m->config, &bundle, &error);
         if (r >= 0)
                 r = creds_new(&m->config, bundle, conn_retrieve_certificate, &creds, &error);
         if (r < 0)
@@ -200,9 +254,11 @@ int manager_reload(Manager *m) {
         else {
                 creds_unref(m->server.creds);
                 m->server.creds = TAKE_PTR(creds);
-                log_info("reloaded certificate (%s) and CA bundle", strempty(bundle->subject));
+                log_info("reloaded certificate (%s) and CA bundle",
+                 bundle ? strempty(bundle->subject) : "none yet");
         }
-        (void) sd_notify(false, "READY=1");
+        if (m->ready)
+                (void) sd_notify(false, "READY=1");
         manager_notify_status(m);
         return r;
 }
@@ -243,7 +299,9 @@ Manager *manager_free(Manager *m) {
         manager_close_listener(m);
         sd_event_source_disable_unref(m->accept_pause);
         sd_event_source_disable_unref(m->shutdown_timer);
+        renewer_free(m->renewer);
         creds_unref(m->server.creds);
+        challenges_free(m->challenges);
         if (m->server.ticket_key.data) {
                 gnutls_memset(m->server.ticket_key.data, 0, m->server.ticket_key.size);
                 gnutls_free(m->server.ticket_key.data);
@@ -260,7 +318,19 @@ int manager_start(Manager *m, char **ret_error) {
 
         /* Everything that can fail because of the configuration is checked
          * before the socket is opened. */
-        r = cert_bundle_load(&m->config, &bundle, ret_error);
+        if (m->config.auto_acme_cert) {
+                static const RenewerCallbacks cb = {
+                        .on_certificate = on_certificate,
+                        .on_give_up = on_give_up,
+                        .on_waiting = on_waiting,
+                };
+                r = challenges_new(&m->challenges);
+                if (r < 0)
+                        return r;
+                m->server.challenges = m->challenges;
+                r = renewer_new(m->event, &m->config, m->challenges, &cb, m, &m->renewer, ret_error);
+        } else
+                r = cert_bundle_load(&m->config, &bundle, ret_error);
         if (r < 0)
                 return r;
         r = creds_new(&m->config, bundle, conn_retrieve_certificate, &m->server.creds, ret_error);
@@ -295,14 +365,22 @@ int manager_start(Manager *m, char **ret_error) {
         if (r < 0)
                 return r;
         log_info("listening on %s, forwarding to %s, serving %s", m->config.listen.spec,
-                 m->config.target.spec, strempty(bundle->subject));
+                 m->config.target.spec,
+                 bundle ? strempty(bundle->subject) : m->config.auto_acme_cert);
+
+        /* ACME after the listener: the CA's probes arrive on this very
+         * socket, even for the first certificate (FACTS.md section 5). */
+        if (m->renewer)
+                return renewer_start(m->renewer, ret_error);
         return 0;
 }
 
 int manager_run(Manager *m) {
         int r;
 
-        (void) sd_notify(false, "READY=1");
+        /* READY=1 only once a certificate is served. */
+        if (m->server.creds->bundle)
+                manager_ready(m);
         manager_notify_status(m);
         r = sd_event_loop(m->event);
         if (r < 0) {

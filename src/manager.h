@@ -7,8 +7,10 @@
 
 #include <systemd/sd-event.h>
 
+#include "challenges.h"
 #include "config.h"
 #include "conn.h"
+#include "renew.h"
 
 typedef struct Manager {
         sd_event *event;
@@ -22,6 +24,11 @@ typedef struct Manager {
         sd_event_source *accept_pause;  /* EMFILE back-off */
         bool accept_paused;
         bool accept_pause_logged;       /* warned about this EMFILE episode */
+
+        /* --auto-acme-cert: certificate maintenance and the gate's challenges. */
+        Renewer *renewer;
+        Challenges *challenges;
+        bool ready;                     /* READY=1 sent: a certificate is served */
 
         bool shutting_down;
         bool forced;

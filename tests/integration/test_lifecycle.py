@@ -5,7 +5,6 @@ import signal
 import socket
 import time
 
-import pytest
 
 import tg_daemon
 from tg_backends import GREETING
@@ -93,7 +92,7 @@ def test_max_conn_lifetime(start_proxy, backend, ctx_for, pki):
             try:
                 c.send(b"tick %d\n" % i)
                 d = c.recv(100, timeout=2)
-            except (OSError, EOFError, TimeoutError) as e:  # SSLError is an OSError
+            except (OSError, EOFError):  # SSLError and TimeoutError are OSErrors
                 d = b""
             if d == b"":
                 ended = time.monotonic() - t0

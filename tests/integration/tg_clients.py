@@ -342,13 +342,18 @@ class CliClient:
                 buf += d
 
     def write(self, data):
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        """Returns False if the client already exited (e.g. a refused handshake)."""
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+            return True
+        except BrokenPipeError:
+            return False
 
     def close_stdin(self):
         try:
             self.proc.stdin.close()
-        except BrokenPipeError:
+        except (BrokenPipeError, OSError):
             pass
 
     def wait_output(self, needle, timeout=10.0):

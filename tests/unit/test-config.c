@@ -456,6 +456,37 @@ static void test_validate(void) {
         VALIDATE_OK(BASE, CREDS, "--allow-dns=d", "--allow-ip=::1", "--allow-ip=10.0.0.1",
                     "--allow-uri=spiffe://x/**", "--allow-uri=spiffe://x/*/y/");
 
+        /* ACME instead of static credentials. */
+#define ACME "--auto-acme-cert=gate.example.org", "--auto-acme-email=ops@example.org"
+        VALIDATE_OK(BASE, ACME, "--auto-acme-agree-to-tos", "--allow-cn=a");
+        VALIDATE_OK(BASE, ACME, "--auto-acme-agree-to-tos", "--allow-cn=a",
+                    "--auto-acme-testca=https://127.0.0.1:14000/dir");
+        VALIDATE_ERROR("--auto-acme-cert requires --auto-acme-email", BASE,
+                       "--auto-acme-cert=gate.example.org", "--auto-acme-agree-to-tos", "--allow-all");
+        VALIDATE_ERROR("--auto-acme-cert requires --auto-acme-agree-to-tos", BASE, ACME,
+                       "--allow-all");
+        VALIDATE_ERROR("--auto-acme-cert and --keystore/--cert/--key are mutually exclusive", BASE,
+                       ACME, "--auto-acme-agree-to-tos", CREDS, "--allow-all");
+        VALIDATE_ERROR("--auto-acme-cert and --keystore/--cert/--key are mutually exclusive", BASE,
+                       ACME, "--auto-acme-agree-to-tos", "--keystore=k", "--allow-all");
+        VALIDATE_ERROR("--auto-acme-email requires --auto-acme-cert", BASE, CREDS,
+                       "--auto-acme-email=ops@example.org", "--allow-all");
+        VALIDATE_ERROR("--auto-acme-agree-to-tos requires --auto-acme-cert", BASE, CREDS,
+                       "--auto-acme-agree-to-tos", "--allow-all");
+        VALIDATE_ERROR("--auto-acme-testca requires --auto-acme-cert", BASE, CREDS,
+                       "--auto-acme-testca=https://x/dir", "--allow-all");
+        VALIDATE_ERROR("--auto-acme-cert: \"*.example.org\" is not a DNS name", BASE,
+                       "--auto-acme-cert=*.example.org", "--auto-acme-email=a@b",
+                       "--auto-acme-agree-to-tos", "--allow-all");
+        VALIDATE_ERROR("--auto-acme-email: \"nobody\" is not an e-mail address", BASE,
+                       "--auto-acme-cert=gate.example.org", "--auto-acme-email=nobody",
+                       "--auto-acme-agree-to-tos", "--allow-all");
+        VALIDATE_ERROR("--auto-acme-ca: \"ftp://x\" is not an http(s) URL", BASE, ACME,
+                       "--auto-acme-agree-to-tos", "--auto-acme-ca=ftp://x", "--allow-all");
+        /* The ACME credentials still need an access rule. */
+        VALIDATE_ERROR("--disable-authentication is required", BASE, ACME, "--auto-acme-agree-to-tos");
+#undef ACME
+
         VALIDATE_ERROR("--listen is required", "--target=localhost:1", CREDS, "--allow-all");
         VALIDATE_ERROR("--target is required", "--listen=:1", CREDS, "--allow-all");
 
@@ -465,9 +496,9 @@ static void test_validate(void) {
                        CREDS, "--allow-all");
         VALIDATE_ERROR("--keystore and --cert/--key are mutually exclusive", BASE, "--keystore=k",
                        "--key=k.pem", "--allow-all");
-        VALIDATE_ERROR("at least one of --keystore or --cert/--key is required", BASE,
+        VALIDATE_ERROR("at least one of --keystore, --cert/--key or --auto-acme-cert is required", BASE,
                        "--allow-all");
-        VALIDATE_ERROR("at least one of --keystore or --cert/--key is required", BASE,
+        VALIDATE_ERROR("at least one of --keystore, --cert/--key or --auto-acme-cert is required", BASE,
                        "--keystore=", "--allow-all");
         VALIDATE_ERROR("--storepass requires --keystore", BASE, CREDS, "--storepass=x",
                        "--allow-all");
