@@ -384,3 +384,42 @@ def test_acme_flag_errors(tlsgate_bin, pki, tmp_path, case):
     assert 1 <= len(lines) <= 2, "expected one error message, got:\n%s" % err
     assert not os.path.exists(os.path.join(str(tmp_path), "certmagic")), \
         "storage was touched for a bad command line"
+
+
+@pytest.mark.slow
+def test_due_cached_certificate_with_ca_down_keeps_serving(pebble_factory, acme_factory, backend,
+                                                           pki):
+    """Ghostunnel exits when its cached certificate is inside the renewal
+    window and the CA is down; tlsgate serves it at once and keeps retrying
+    in the background."""
+    validity = 9  # seconds: due once less than 3 s are left, 6 s in
+    pebble = pebble_factory(validity=validity)
+    gate = acme_factory.start(pebble, backend, timeout=15)
+    first = echo(gate.addr, client_ctx(pebble, pki.client))
+    assert first.ok, first
+    assert gate.stop() == 0, gate.log()
+    pebble.stop_pebble()
+
+    due = first.leaf.not_valid_before + datetime.timedelta(seconds=validity * 2 / 3)
+    wait = (due - _utcnow()).total_seconds() + 0.5
+    if wait > 0:
+        time.sleep(wait)
+    assert _utcnow() < first.leaf.not_valid_after, "too slow: the certificate already expired"
+
+    ca = ConnCounter(pebble.wfe_port)  # the CA is "down": it accepts and hangs up
+    try:
+        gate2 = acme_factory.start(pebble, backend, timeout=5,
+                                   env={BACKOFF_SCALE_ENV: "0.02"})
+        took = ready_after(gate2)
+        assert took < CACHED_READY_MAX, "READY=1 %.2fs after start with a due cached cert" % took
+        again = echo(gate2.addr, client_ctx(pebble, pki.client))
+        assert again.ok and again.serial == first.serial, again
+        # It tried to renew, failed, and keeps the old certificate while retrying.
+        assert tg_daemon.wait_until(lambda: ca.count >= 2, 5), \
+            "no renewal attempts reached the CA: %s" % gate2.log()
+        assert wait_log_with(gate2, "still serving", timeout=5)
+        assert gate2.running(), "tlsgate exited with a due certificate and the CA down"
+        still = echo(gate2.addr, client_ctx(pebble, pki.client))
+        assert still.ok and still.serial == first.serial, still
+    finally:
+        ca.close()
