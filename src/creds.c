@@ -5,6 +5,7 @@
 
 #include "creds.h"
 #include "log.h"
+#include "util.h"
 
 int errno_from_gnutls(int r) {
         switch (r) {
@@ -20,16 +21,6 @@ int errno_from_gnutls(int r) {
         default:
                 return -EINVAL;
         }
-}
-
-static int fail(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return r;
 }
 
 static void pcerts_free(gnutls_pcert_st *p, unsigned n) {
@@ -69,11 +60,11 @@ static int bundle_from_x509(gnutls_x509_crt_t *crts, unsigned n_crts, gnutls_x50
         }
         b->n_ref = 1;
         if (n_crts == 0) {
-                r = fail(ret_error, -EINVAL, _("%s: no certificate found"), what);
+                r = error_set(ret_error, -EINVAL, _("%s: no certificate found"), what);
                 goto finish;
         }
         if (!xkey) {
-                r = fail(ret_error, -EINVAL, _("%s: no private key found"), what);
+                r = error_set(ret_error, -EINVAL, _("%s: no private key found"), what);
                 goto finish;
         }
 
@@ -84,7 +75,7 @@ static int bundle_from_x509(gnutls_x509_crt_t *crts, unsigned n_crts, gnutls_x50
         }
         r = gnutls_pcert_import_x509_list(b->pcerts, crts, &n_crts, 0);
         if (r < 0) {
-                r = fail(ret_error, -EINVAL, _("%s: cannot use certificate chain: %s"), what,
+                r = error_set(ret_error, -EINVAL, _("%s: cannot use certificate chain: %s"), what,
                          gnutls_strerror(r));
                 goto finish;
         }
@@ -94,7 +85,7 @@ static int bundle_from_x509(gnutls_x509_crt_t *crts, unsigned n_crts, gnutls_x50
         if (r >= 0)
                 r = gnutls_privkey_import_x509(b->key, xkey, GNUTLS_PRIVKEY_IMPORT_COPY);
         if (r < 0) {
-                r = fail(ret_error, -EINVAL, _("%s: cannot use private key: %s"), what,
+                r = error_set(ret_error, -EINVAL, _("%s: cannot use private key: %s"), what,
                          gnutls_strerror(r));
                 goto finish;
         }
@@ -106,7 +97,7 @@ static int bundle_from_x509(gnutls_x509_crt_t *crts, unsigned n_crts, gnutls_x50
                 if (gnutls_x509_crt_get_key_id(crts[0], GNUTLS_KEYID_USE_SHA256, kid1, &l1) < 0 ||
                     gnutls_x509_privkey_get_key_id(xkey, GNUTLS_KEYID_USE_SHA256, kid2, &l2) < 0 ||
                     l1 != l2 || memcmp(kid1, kid2, l1) != 0) {
-                        r = fail(ret_error, -EINVAL,
+                        r = error_set(ret_error, -EINVAL,
                                  _("%s: the private key does not match the certificate"), what);
                         goto finish;
                 }
@@ -135,7 +126,7 @@ static int read_file(const char *path, const char *flag, gnutls_datum_t *ret, ch
         r = gnutls_load_file(path, ret);
         if (r < 0) {
                 int e = errno > 0 ? errno : EIO;
-                return fail(ret_error, -e, _("%s %s: cannot read: %s"), flag, path, strerror(e));
+                return error_set(ret_error, -e, _("%s %s: cannot read: %s"), flag, path, strerror(e));
         }
         return 0;
 }
@@ -155,7 +146,7 @@ static int import_pem_chain(const gnutls_datum_t *d, const char *what, gnutls_x5
                 return 0;
         }
         if (r < 0)
-                return fail(ret_error, -EINVAL, _("%s: invalid certificate chain: %s"), what,
+                return error_set(ret_error, -EINVAL, _("%s: invalid certificate chain: %s"), what,
                             gnutls_strerror(r));
         return 0;
 }
@@ -176,7 +167,7 @@ static int import_pem_key(const gnutls_datum_t *d, const char *password, const c
                         *ret = NULL;
                         return 0;
                 }
-                return fail(ret_error, -EINVAL, _("%s: invalid private key: %s"), what,
+                return error_set(ret_error, -EINVAL, _("%s: invalid private key: %s"), what,
                             gnutls_strerror(r));
         }
         *ret = k;
@@ -205,7 +196,7 @@ static int load_pem_pair(const gnutls_datum_t *certs, const gnutls_datum_t *key,
                 for (unsigned i = 0; i < n; i++)
                         gnutls_x509_crt_deinit(crts[i]);
                 gnutls_free(crts);
-                return fail(ret_error, -EINVAL, _("%s: no private key found"), key_what);
+                return error_set(ret_error, -EINVAL, _("%s: no private key found"), key_what);
         }
         return bundle_from_x509(crts, n, xkey, what, ret, ret_error);
 }
@@ -224,7 +215,7 @@ static int load_pkcs12(const gnutls_datum_t *d, const char *password, const char
         r = gnutls_pkcs12_import(p12, d, GNUTLS_X509_FMT_DER, 0);
         if (r < 0) {
                 gnutls_pkcs12_deinit(p12);
-                return fail(ret_error, -EINVAL,
+                return error_set(ret_error, -EINVAL,
                             _("%s: neither PEM nor a readable PKCS#12 keystore: %s"), what,
                             gnutls_strerror(r));
         }
@@ -234,7 +225,7 @@ static int load_pkcs12(const gnutls_datum_t *d, const char *password, const char
                 r = gnutls_pkcs12_verify_mac(p12, NULL);
         if (r < 0) {
                 gnutls_pkcs12_deinit(p12);
-                return fail(ret_error, -EINVAL,
+                return error_set(ret_error, -EINVAL,
                             _("%s: wrong --storepass or damaged PKCS#12 keystore (%s)"), what,
                             gnutls_strerror(r));
         }
@@ -242,7 +233,7 @@ static int load_pkcs12(const gnutls_datum_t *d, const char *password, const char
                                        NULL, NULL, NULL, 0);
         gnutls_pkcs12_deinit(p12);
         if (r < 0)
-                return fail(ret_error, -EINVAL, _("%s: cannot read PKCS#12 keystore: %s"), what,
+                return error_set(ret_error, -EINVAL, _("%s: cannot read PKCS#12 keystore: %s"), what,
                             gnutls_strerror(r));
         return bundle_from_x509(chain, n_chain, xkey, what, ret, ret_error);
 }
@@ -344,16 +335,16 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
         if (c->cacert) {
                 r = gnutls_certificate_set_x509_trust_file(cr->x509, c->cacert, GNUTLS_X509_FMT_PEM);
                 if (r < 0)
-                        return fail(ret_error, -EINVAL, _("--cacert %s: cannot load CA bundle: %s"),
+                        return error_set(ret_error, -EINVAL, _("--cacert %s: cannot load CA bundle: %s"),
                                     c->cacert, gnutls_strerror(r));
                 if (r == 0)
-                        return fail(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                     _("--cacert %s: no PEM certificate found in the file"),
                                     c->cacert);
         } else {
                 r = gnutls_certificate_set_x509_system_trust(cr->x509);
                 if (r < 0)
-                        return fail(ret_error, -EINVAL, _("cannot load the system trust store: %s"),
+                        return error_set(ret_error, -EINVAL, _("cannot load the system trust store: %s"),
                                     gnutls_strerror(r));
         }
         gnutls_certificate_set_retrieve_function3(cr->x509, retrieve);
@@ -364,7 +355,7 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
                 return r;
         r = gnutls_priority_init2(&cr->priority, prio, &err_pos, 0);
         if (r < 0)
-                return fail(ret_error, -EINVAL, _("invalid TLS priority \"%s\" at \"%s\": %s"), prio,
+                return error_set(ret_error, -EINVAL, _("invalid TLS priority \"%s\" at \"%s\": %s"), prio,
                             strempty(err_pos), gnutls_strerror(r));
 
         if (c->auto_acme_cert) {
@@ -375,7 +366,7 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
                         return -ENOMEM;
                 r = gnutls_priority_init2(&cr->priority_probe, probe, &err_pos, 0);
                 if (r < 0)
-                        return fail(ret_error, -EINVAL, _("invalid TLS priority \"%s\": %s"), probe,
+                        return error_set(ret_error, -EINVAL, _("invalid TLS priority \"%s\": %s"), probe,
                                     gnutls_strerror(r));
         }
 

@@ -10,17 +10,8 @@
 
 #include "listener.h"
 #include "macro.h"
+#include "util.h"
 #include "strv.h"
-
-static int fail(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return r;
-}
 
 static int fd_nonblock_cloexec(int fd) {
         int flags = fcntl(fd, F_GETFL);
@@ -74,22 +65,22 @@ static int listen_unix(const Address *a, int *ret_fd, char **ret_unlink_path, ch
 
         r = sockaddr_un_fill(a->path, &un, &len);
         if (r < 0)
-                return fail(ret_error, r, _("--listen %s: socket path too long"), a->spec);
+                return error_set(ret_error, r, _("--listen %s: socket path too long"), a->spec);
         r = unix_remove_stale(a->path, &un, len);
         if (r < 0)
-                return fail(ret_error, r, _("--listen %s: %s exists: %s"), a->spec, a->path,
+                return error_set(ret_error, r, _("--listen %s: %s exists: %s"), a->spec, a->path,
                             r == -EADDRINUSE ? _("another process is listening on it")
                             : r == -EEXIST   ? _("not a socket, refusing to replace it")
                                              : strerror(-r));
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
-                return fail(ret_error, -errno, _("--listen %s: socket: %m"), a->spec);
+                return error_set(ret_error, -errno, _("--listen %s: socket: %m"), a->spec);
         if (bind(fd, (struct sockaddr *) &un, len) < 0)
-                return fail(ret_error, -errno, _("--listen %s: bind: %m"), a->spec);
+                return error_set(ret_error, -errno, _("--listen %s: bind: %m"), a->spec);
         if (listen(fd, SOMAXCONN) < 0) {
                 r = -errno;
                 (void) unlink(a->path);
-                return fail(ret_error, r, _("--listen %s: listen: %s"), a->spec, strerror(-r));
+                return error_set(ret_error, r, _("--listen %s: listen: %s"), a->spec, strerror(-r));
         }
         *ret_unlink_path = strdup(a->path);
         if (!*ret_unlink_path) {
@@ -118,7 +109,7 @@ static int listen_tcp(const Address *a, int *ret_fd, char **ret_error) {
                 r = getaddrinfo(NULL, a->port, &hints, &res);
         }
         if (r != 0)
-                return fail(ret_error, -EADDRNOTAVAIL, _("--listen %s: cannot resolve: %s"), a->spec,
+                return error_set(ret_error, -EADDRNOTAVAIL, _("--listen %s: cannot resolve: %s"), a->spec,
                             gai_strerror(r));
         /* Like Go's net.Listen: for a name, the first IPv4 address wins. */
         ai = res;
@@ -132,7 +123,7 @@ static int listen_tcp(const Address *a, int *ret_fd, char **ret_error) {
         if (fd < 0) {
                 r = -errno;
                 freeaddrinfo(res);
-                return fail(ret_error, r, _("--listen %s: socket: %s"), a->spec, strerror(-r));
+                return error_set(ret_error, r, _("--listen %s: socket: %s"), a->spec, strerror(-r));
         }
         (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         (void) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
@@ -141,11 +132,11 @@ static int listen_tcp(const Address *a, int *ret_fd, char **ret_error) {
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
                 r = -errno;
                 freeaddrinfo(res);
-                return fail(ret_error, r, _("--listen %s: bind: %s"), a->spec, strerror(-r));
+                return error_set(ret_error, r, _("--listen %s: bind: %s"), a->spec, strerror(-r));
         }
         freeaddrinfo(res);
         if (listen(fd, SOMAXCONN) < 0)
-                return fail(ret_error, -errno, _("--listen %s: listen: %m"), a->spec);
+                return error_set(ret_error, -errno, _("--listen %s: listen: %m"), a->spec);
         *ret_fd = TAKE_FD(fd);
         return 0;
 }
@@ -156,10 +147,10 @@ static int listen_systemd(const Address *a, int *ret_fd, char **ret_error) {
 
         n = sd_listen_fds_with_names(true, &names);
         if (n < 0)
-                return fail(ret_error, n, _("--listen %s: cannot read inherited sockets: %s"),
+                return error_set(ret_error, n, _("--listen %s: cannot read inherited sockets: %s"),
                             a->spec, strerror(-n));
         if (n == 0)
-                return fail(ret_error, -ENOENT,
+                return error_set(ret_error, -ENOENT,
                             _("--listen %s: no sockets were passed by systemd (LISTEN_FDS unset); "
                               "is the service started through its .socket unit?"),
                             a->spec);
@@ -175,7 +166,7 @@ static int listen_systemd(const Address *a, int *ret_fd, char **ret_error) {
                                 strncat(list, ", ", sizeof list - strlen(list) - 1);
                         strncat(list, names[i] ? names[i] : "?", sizeof list - strlen(list) - 1);
                 }
-                return fail(ret_error, matches == 0 ? -ENOENT : -ENOTUNIQ,
+                return error_set(ret_error, matches == 0 ? -ENOENT : -ENOTUNIQ,
                             matches == 0 ? _("--listen %s: no inherited socket is named \"%s\" "
                                              "(FileDescriptorName=); passed: %s")
                                          : _("--listen %s: more than one inherited socket is "
@@ -184,12 +175,12 @@ static int listen_systemd(const Address *a, int *ret_fd, char **ret_error) {
         }
         r = sd_is_socket(found, AF_UNSPEC, SOCK_STREAM, 1);
         if (r <= 0)
-                return fail(ret_error, r < 0 ? r : -ENOTSOCK,
+                return error_set(ret_error, r < 0 ? r : -ENOTSOCK,
                             _("--listen %s: the inherited socket is not a listening stream socket"),
                             a->spec);
         r = fd_nonblock_cloexec(found);
         if (r < 0)
-                return fail(ret_error, r, _("--listen %s: %s"), a->spec, strerror(-r));
+                return error_set(ret_error, r, _("--listen %s: %s"), a->spec, strerror(-r));
         *ret_fd = found;
         return 0;
 }
@@ -218,7 +209,7 @@ int target_resolve(const Address *a, struct sockaddr_storage *ret, socklen_t *re
                 struct sockaddr_un un;
                 socklen_t len;
                 if (sockaddr_un_fill(a->path, &un, &len) < 0)
-                        return fail(ret_error, -ENAMETOOLONG, _("--target %s: socket path too long"),
+                        return error_set(ret_error, -ENAMETOOLONG, _("--target %s: socket path too long"),
                                     a->spec);
                 memset(ret, 0, sizeof *ret);
                 memcpy(ret, &un, len);
@@ -229,7 +220,7 @@ int target_resolve(const Address *a, struct sockaddr_storage *ret, socklen_t *re
          * stall every connection. */
         r = getaddrinfo(a->host, a->port, &hints, &res);
         if (r != 0)
-                return fail(ret_error, -EADDRNOTAVAIL, _("--target %s: cannot resolve: %s"), a->spec,
+                return error_set(ret_error, -EADDRNOTAVAIL, _("--target %s: cannot resolve: %s"), a->spec,
                             gai_strerror(r));
         /* "localhost" maps to both ::1 and 127.0.0.1; backends most often
          * listen on the IPv4 one, so an IPv4 address wins as in the listener. */

@@ -76,17 +76,11 @@ const char *renewer_state(const Renewer *r) {
 static void renewer_obtain(Renewer *r);
 static void renewer_schedule_renewal(Renewer *r);
 
-static usec_t now_realtime(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
-
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Renewer *r = userdata;
 
         if (r->state == RENEWER_IDLE && r->bundle &&
-            now_realtime() < renewal_due(r->not_before, r->not_after))
+            storage_now() < renewal_due(r->not_before, r->not_after))
                 renewer_schedule_renewal(r); /* a periodic re-check, not due yet */
         else
                 renewer_obtain(r);
@@ -111,7 +105,7 @@ static int renewer_arm(Renewer *r, usec_t delay) {
 }
 
 static void renewer_schedule_renewal(Renewer *r) {
-        usec_t due = renewal_due(r->not_before, r->not_after), now = now_realtime();
+        usec_t due = renewal_due(r->not_before, r->not_after), now = storage_now();
         usec_t delay = due > now ? due - now : 0;
 
         r->state = RENEWER_IDLE;
@@ -197,7 +191,7 @@ static int renewer_load_cert(Renewer *r) {
                             r->domain, error ? error : strerror(-q));
                 return 0;
         }
-        if ((usec_t) b->not_after * USEC_PER_SEC <= now_realtime()) {
+        if ((usec_t) b->not_after * USEC_PER_SEC <= storage_now()) {
                 log_warning("stored certificate for %s expired, obtaining a new one", r->domain);
                 return 0;
         }
@@ -431,7 +425,7 @@ static void renewer_obtain(Renewer *r) {
                 if (r->state == RENEWER_LOCKING || !r->bundle) {
                         time_t before = r->not_after;
                         if (renewer_load_cert(r) > 0 && r->not_after != before &&
-                            now_realtime() < renewal_due(r->not_before, r->not_after)) {
+                            storage_now() < renewal_due(r->not_before, r->not_after)) {
                                 renewer_unlock(r);
                                 return;
                         }
