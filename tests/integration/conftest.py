@@ -30,12 +30,16 @@ def _failed(node):
 
 
 @pytest.fixture(scope="session")
-def tlsgate_bin():
+def tlsgate_bin(tmp_path_factory):
+    """A private copy of the binary, so a rebuild during the run cannot pull it
+    away from under the tests (the linker replaces build/tlsgate)."""
     path = tg_daemon.tlsgate_binary()
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         pytest.fail("tlsgate binary not found at %s (build it or set TLSGATE_BIN)" % path,
                     pytrace=False)
-    return path
+    copy = os.path.join(str(tmp_path_factory.mktemp("bin")), "tlsgate")
+    shutil.copy2(path, copy)
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ obtained its certificate from Pebble.
   negotiates acme-tls/1.
 """
 import os
+import shutil
 import sys
 import time
 
@@ -19,8 +20,8 @@ import pytest
 import tg_backends
 import tg_daemon
 from tg_clients import CliClient
-from tg_pebble import (ACME_TLS_1, DOMAIN, Pebble, acme_creds, client_ctx, dns_sans, echo,
-                       log_lines_with, probe, probe_ctx, tcp_peer_str)
+from tg_pebble import (ACME_TLS_1, CHALLTESTSRV_BIN, DOMAIN, PEBBLE_BIN, Pebble, acme_creds,
+                       client_ctx, dns_sans, echo, log_lines_with, probe, probe_ctx, tcp_peer_str)
 
 VERSIONS = ["1.2", "1.3"]
 GNUTLS_PRIO = {"1.2": "NORMAL:-VERS-ALL:+VERS-TLS1.2", "1.3": "NORMAL:-VERS-ALL:+VERS-TLS1.3"}
@@ -41,6 +42,9 @@ def gate_env(tlsgate_bin, pki, tmp_path_factory, request):
     env.backend = None
     env.gate = None
     try:
+        for b in (PEBBLE_BIN, CHALLTESTSRV_BIN):
+            if not shutil.which(b):
+                pytest.fail("%s not found: install Debian's pebble package" % b, pytrace=False)
         env.pebble.start()
         env.backend = tg_backends.Backend("echo")
         xdg = str(d / "xdg")

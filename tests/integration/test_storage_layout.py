@@ -196,7 +196,8 @@ def test_unusable_account_key_is_not_replaced(pebble, acme_factory, backend, pki
     os.unlink(cf["crt"])
     os.unlink(cf["key"])
     with open(af["key"], "wb") as f:
-        f.write(b"-----BEGIN EC PRIVATE KEY-----\nnot base64 at all\n-----END EC PRIVATE KEY-----\n")
+        f.write(b"-----BEGIN EC PRIVATE KEY-----\nnot base64 at all\n"
+                b"-----END EC PRIVATE KEY-----\n")
     before = {k: _read(p) for k, p in af.items()}
 
     gate2 = acme_factory.start(pebble, backend, wait_ready=False,

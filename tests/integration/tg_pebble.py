@@ -27,6 +27,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -91,7 +92,8 @@ class HttpsCA:
         os.makedirs(directory, exist_ok=True)
         now = _now()
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tlsgate tests pebble https CA")])
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                "tlsgate tests pebble https CA")])
         ca = (x509.CertificateBuilder()
               .subject_name(ca_name).issuer_name(ca_name)
               .public_key(ca_key.public_key())
@@ -180,7 +182,8 @@ def _wait_tcp(port, proc, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.running():
-            raise RuntimeError("%s exited with %s; log:\n%s" % (what, proc.proc.returncode, proc.log()))
+            raise RuntimeError("%s exited with %s; log:\n%s"
+                               % (what, proc.proc.returncode, proc.log()))
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
@@ -642,6 +645,9 @@ def pebble_factory(tmp_path, request):
     made = []
 
     def make(**kw):
+        for b in (PEBBLE_BIN, CHALLTESTSRV_BIN):
+            if not shutil.which(b):
+                pytest.fail("%s not found: install Debian's pebble package" % b, pytrace=False)
         p = Pebble(str(tmp_path / ("pebble%d" % len(made))), **kw)
         made.append(p)
         p.start()
@@ -964,14 +970,16 @@ def _selftest():
         print("directory:", sorted(p.get_json(p.directory_url)))
         root = pem_certs(p.root_pem())[0]
         inter = pem_certs(p.intermediate_pem())[0]
-        print("root:", root.subject.rfc4514_string(), "intermediate:", inter.subject.rfc4514_string())
+        print("root:", root.subject.rfc4514_string(),
+              "intermediate:", inter.subject.rfc4514_string())
         t0 = time.monotonic()
         client, key, chain, url = issue_with_python(p, d)
         certs = pem_certs(chain)
         leaf = certs[0]
         print("issued in %.2fs: serial %x, %s .. %s (%ds), chain of %d"
               % (time.monotonic() - t0, leaf.serial_number, leaf.not_valid_before,
-                 leaf.not_valid_after, (leaf.not_valid_after - leaf.not_valid_before).total_seconds(),
+                 leaf.not_valid_after,
+                 (leaf.not_valid_after - leaf.not_valid_before).total_seconds(),
                  len(certs)))
         print("account:", json.dumps(client.account))
         assert certs[1].subject == inter.subject
