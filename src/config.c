@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* Command-line options, driven by one table: the table names each flag, says
- * how its value is parsed and where it is stored, and carries the help text
- * and the default, so parsing, defaults and --help cannot drift apart. */
+/* Options, driven by one table: the table names each flag, says how its
+ * value is parsed and where it is stored, and carries the help text and the
+ * default, so the command line, the --config file, defaults and --help
+ * cannot drift apart. */
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <assert.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "authz.h"
 #include "config.h"
@@ -31,6 +34,7 @@ typedef enum OptionFlags {
         OPTION_HIDDEN = 1 << 1,   /* old names kept for compatibility */
         OPTION_NONZERO = 1 << 2,  /* durations: 0 is refused */
         OPTION_NONEMPTY = 1 << 3, /* strings: "" is refused */
+        OPTION_CMDLINE_ONLY = 1 << 4, /* --config, --help: not in a config file */
 } OptionFlags;
 
 typedef struct Option Option;
@@ -43,6 +47,9 @@ struct Option {
         const char *metavar;
         const char *help;
         const char *default_value; /* applied by config_init(), shown by --help */
+        /* Empties a repeatable OPTION_SETTER option, so that the command line
+         * can replace what the config file gave. */
+        void (*reset)(Config *c);
 };
 
 #define FIELD(c, o, type) ((type *) ((uint8_t *) (c) + (o)->offset))
@@ -178,9 +185,17 @@ static int set_quiet(Config *c, const char *flag, const char *value, char **ret_
         return 0;
 }
 
+static void reset_quiet(Config *c) {
+        c->quiet = 0;
+}
+
 #define CFG(field) offsetof(Config, field)
 
 static const Option options[] = {
+        { "config", OPTION_PATH, OPTION_CMDLINE_ONLY | OPTION_NONEMPTY, CFG(config_file), NULL,
+          "FILE",
+          N_("Read settings from FILE, one \"name = value\" per line (see below); flags on the "
+             "command line override the file."), NULL },
         { "listen", OPTION_SETTER, 0, 0, set_listen, "ADDR",
           N_("Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or systemd:NAME (required)."), NULL },
         { "target", OPTION_SETTER, 0, 0, set_target, "ADDR",
@@ -191,6 +206,9 @@ static const Option options[] = {
           N_("Keystore with certificate and key (combined PEM or PKCS#12)."), NULL },
         { "storepass", OPTION_STRING, 0, CFG(storepass), NULL, "PASS",
           N_("Password for the keystore (PKCS#12 only)."), NULL },
+        { "storepass-file", OPTION_PATH, 0, CFG(storepass_file), NULL, "PATH",
+          N_("Read the keystore password from this file (one line) instead of --storepass."),
+          NULL },
         { "cert", OPTION_PATH, 0, CFG(cert), NULL, "PATH",
           N_("Certificate chain (PEM), used with --key."), NULL },
         { "key", OPTION_PATH, 0, CFG(key), NULL, "PATH",
@@ -246,8 +264,9 @@ static const Option options[] = {
           "AES,CHACHA" },
         { "quiet", OPTION_SETTER, OPTION_REPEATABLE, 0, set_quiet, "WHAT",
           N_("Silence log messages: all, conns, conn-errs or handshake-errs (can be repeated)."),
+          NULL, reset_quiet },
+        { "help", OPTION_HELP, OPTION_CMDLINE_ONLY, 0, NULL, NULL, N_("Show this help and exit."),
           NULL },
-        { "help", OPTION_HELP, 0, 0, NULL, NULL, N_("Show this help and exit."), NULL },
 };
 
 /* Finds the option for a flag name as given, without dashes. "no-FLAG"
@@ -416,10 +435,14 @@ void config_init(Config *c) {
 void config_done(Config *c) {
         if (!c)
                 return;
+        free(c->config_file);
         address_done(&c->listen);
         address_done(&c->target);
         free(c->keystore);
+        if (c->storepass)
+                explicit_bzero(c->storepass, strlen(c->storepass));
         free(c->storepass);
+        free(c->storepass_file);
         free(c->cert);
         free(c->key);
         free(c->cacert);
@@ -445,23 +468,38 @@ int config_set_option(Config *c, const char *name, const char *value, char **ret
         o = option_find(name, &negated);
         if (!o)
                 return errorf(ret_error, -ENOENT, _("unknown flag --%s"), name);
+        if (o->flags & OPTION_CMDLINE_ONLY)
+                return errorf(ret_error, -EINVAL, _("--%s: only valid on the command line"), name);
         return option_set(c, o, name, negated, value, ret_error);
 }
 
-int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **ret_error) {
+/* One flag of the command line, checked but not yet applied. */
+typedef struct ArgSetting {
+        const Option *o;
+        char *name;             /* as given, without dashes */
+        const char *value;      /* points into argv; NULL for a bare boolean flag */
+        bool negated;
+} ArgSetting;
+
+typedef struct ArgList {
+        ArgSetting *items;
+        size_t n;
+} ArgList;
+
+static void arg_list_done(ArgList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                free(l->items[i].name);
+        free(l->items);
+}
+
+/* Splits argv into flags and values and checks names and repeats, without
+ * setting anything, so that --config can be read before the flags apply. */
+static int argv_collect(int argc, char *argv[], ArgList *l, bool *ret_help, char **ret_error) {
         bool seen[ELEMENTSOF(options)] = {};
-        int r;
 
-        assert(c);
-        assert(argc == 0 || argv);
-
-        /* --help anywhere wins, so that it works even next to a broken flag. */
-        for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
-                if (streq(argv[i], "--help")) {
-                        if (ret_help)
-                                *ret_help = true;
-                        return 0;
-                }
+        l->items = calloc((size_t) argc + 1, sizeof(ArgSetting));
+        if (!l->items)
+                return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
 
         for (int i = 0; i < argc; i++) {
                 _cleanup_free_ char *name = NULL;
@@ -497,8 +535,7 @@ int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **
                         return errorf(ret_error, -ENOENT,
                                       _("unknown flag --%s (see tlsgate server --help)"), name);
                 if (o->kind == OPTION_HELP) {
-                        if (ret_help)
-                                *ret_help = true;
+                        *ret_help = true;
                         return 0;
                 }
 
@@ -518,13 +555,383 @@ int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **
                         seen[idx] = true;
                 }
 
-                r = option_set(c, o, name, negated, value, ret_error);
+                l->items[l->n++] = (ArgSetting) {
+                        .o = o,
+                        .name = TAKE_PTR(name),
+                        .value = value,
+                        .negated = negated,
+                };
+        }
+
+        *ret_help = false;
+        return 0;
+}
+
+/* The first option in the table that stores where o does: aliases such as
+ * --allow-dns-san share their list with --allow-dns. */
+static size_t option_slot(const Option *o) {
+        for (size_t i = 0; i < ELEMENTSOF(options); i++)
+                if (options[i].kind == o->kind && options[i].offset == o->offset &&
+                    options[i].set == o->set)
+                        return i;
+        assert(false);
+        return 0;
+}
+
+static void option_reset(Config *c, const Option *o) {
+        if (o->kind == OPTION_STRV)
+                *FIELD(c, o, char **) = strv_free(*FIELD(c, o, char **));
+        else if (o->reset)
+                o->reset(c);
+}
+
+int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **ret_error) {
+        _cleanup_(arg_list_done) ArgList args = {};
+        bool replaced[ELEMENTSOF(options)] = {}, help = false;
+        int r;
+
+        assert(c);
+        assert(argc == 0 || argv);
+
+        /* --help anywhere wins, so that it works even next to a broken flag. */
+        for (int i = 0; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--help")) {
+                        if (ret_help)
+                                *ret_help = true;
+                        return 0;
+                }
+
+        r = argv_collect(argc, argv, &args, &help, ret_error);
+        if (r < 0)
+                return r;
+        if (help) {
+                if (ret_help)
+                        *ret_help = true;
+                return 0;
+        }
+
+        /* The file first, so that every flag overrides it. */
+        for (size_t i = 0; i < args.n; i++) {
+                if (!streq(args.items[i].o->name, "config"))
+                        continue;
+                if (args.items[i].value[0] == '\0')
+                        return errorf(ret_error, -EINVAL, _("--%s: value must not be empty"),
+                                      args.items[i].name);
+                r = config_load_file(c, args.items[i].value, ret_error);
+                if (r < 0)
+                        return r;
+        }
+
+        for (size_t i = 0; i < args.n; i++) {
+                const ArgSetting *a = &args.items[i];
+
+                /* A list on the command line replaces the file's list. */
+                if (a->o->flags & OPTION_REPEATABLE) {
+                        size_t slot = option_slot(a->o);
+
+                        if (!replaced[slot]) {
+                                option_reset(c, a->o);
+                                replaced[slot] = true;
+                        }
+                }
+
+                r = option_set(c, a->o, a->name, a->negated, a->value, ret_error);
                 if (r < 0)
                         return r;
         }
 
         if (ret_help)
                 *ret_help = false;
+        return 0;
+}
+
+/* The config file. The syntax is deliberately small: "name = value" per
+ * line with the flag's name, no quoting and no escapes, so that any value a
+ * flag takes can be written as it is, '=' and '#' included. */
+
+static bool is_blank(char ch) {
+        return ch == ' ' || ch == '\t';
+}
+
+/* "PATH:LINE: " before a message about one setting. Messages from
+ * option_set() start with "--KEY:"; in a file the key has no dashes. */
+static int line_error(char **ret_error, int r, const char *path, unsigned line, const char *key,
+                      const char *message) {
+        const char *rest = message ? message : strerror(-r), *p;
+
+        p = startswith(rest, "--");
+        if (p && (p = startswith(p, key)) && *p == ':')
+                rest += 2;
+        if ((p = startswith(rest, key)) && *p == ':')
+                return errorf(ret_error, r, "%s:%u: %s", path, line, rest);
+        return errorf(ret_error, r, "%s:%u: %s: %s", path, line, key, rest);
+}
+
+/* Parses one line, NUL-terminated, without its line ending. seen[] counts
+ * single-valued options per file. */
+static int parse_line(Config *c, const char *path, unsigned line, char *s, bool *seen,
+                      char **ret_error) {
+        _cleanup_free_ char *message = NULL;
+        char *name, *value = NULL, *eq, *e;
+        const Option *o;
+        bool negated;
+        int r;
+
+        s += strspn(s, " \t");
+        e = s + strlen(s);
+        while (e > s && (is_blank(e[-1]) || e[-1] == '\r'))
+                *--e = '\0';
+        if (*s == '\0' || *s == '#')
+                return 0;
+
+        name = s;
+        eq = strchr(s, '=');
+        if (eq) {
+                value = eq + 1 + strspn(eq + 1, " \t");
+                while (eq > s && is_blank(eq[-1]))
+                        eq--;
+                *eq = '\0';
+                if (*name == '\0')
+                        return errorf(ret_error, -EINVAL,
+                                      _("%s:%u: missing setting name before \"=\""), path, line);
+        }
+
+        /* "listen 127.0.0.1:443": a forgotten "=", or garbage. */
+        e = name + strcspn(name, " \t");
+        if (*e != '\0') {
+                *e = '\0';
+                if (option_find(name, &negated))
+                        return errorf(ret_error, -EINVAL,
+                                      _("%s:%u: %s: missing \"=\" between name and value"), path,
+                                      line, name);
+                return errorf(ret_error, -ENOENT, _("%s:%u: unknown setting \"%s\""), path, line,
+                              name);
+        }
+
+        o = option_find(name, &negated);
+        if (!o) {
+                const char *bare = startswith(name, "--");
+
+                if (bare && option_find(bare, &negated))
+                        return errorf(ret_error, -ENOENT,
+                                      _("%s:%u: unknown setting \"%s\" (write names without the leading dashes)"),
+                                      path, line, name);
+                return errorf(ret_error, -ENOENT, _("%s:%u: unknown setting \"%s\""), path, line,
+                              name);
+        }
+        if (o->flags & OPTION_CMDLINE_ONLY) {
+                (void) errorf(&message, -EINVAL, _("--%s: only valid on the command line"), name);
+                return line_error(ret_error, -EINVAL, path, line, name, message);
+        }
+        if (!(o->flags & OPTION_REPEATABLE)) {
+                size_t idx = (size_t) (o - options);
+
+                if (seen[idx]) {
+                        (void) errorf(&message, -EINVAL, _("--%s: given more than once"), name);
+                        return line_error(ret_error, -EINVAL, path, line, name, message);
+                }
+                seen[idx] = true;
+        }
+
+        r = option_set(c, o, name, negated, value, &message);
+        if (r < 0)
+                return line_error(ret_error, r, path, line, name, message);
+        return 0;
+}
+
+int config_parse_text(Config *c, const char *path, const char *text, size_t size,
+                      char **ret_error) {
+        bool seen[ELEMENTSOF(options)] = {};
+        const char *p = text, *end = text + size;
+        unsigned line = 0;
+        int r;
+
+        assert(c);
+        assert(path);
+        assert(text || size == 0);
+
+        if (size > CONFIG_FILE_MAX)
+                return errorf(ret_error, -EFBIG, _("%s: file too large (more than %u bytes)"), path,
+                              (unsigned) CONFIG_FILE_MAX);
+        /* A byte order mark some editors write. */
+        if (size >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+                p += 3;
+
+        while (p < end) {
+                const char *nl = memchr(p, '\n', (size_t) (end - p));
+                size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+                _cleanup_free_ char *copy = NULL;
+
+                line++;
+                if (len > 0 && p[len - 1] == '\r')
+                        len--;
+                if (len > CONFIG_LINE_MAX)
+                        return errorf(ret_error, -EINVAL,
+                                      _("%s:%u: line too long (more than %u bytes)"), path, line,
+                                      (unsigned) CONFIG_LINE_MAX);
+                if (memchr(p, '\0', len))
+                        return errorf(ret_error, -EINVAL, _("%s:%u: not a text line (NUL byte)"),
+                                      path, line);
+
+                copy = strndup(p, len);
+                if (!copy)
+                        return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
+                r = parse_line(c, path, line, copy, seen, ret_error);
+                if (r < 0)
+                        return r;
+
+                p = nl ? nl + 1 : end;
+        }
+        return 0;
+}
+
+/* Reads at most max bytes of path into a NUL-terminated buffer. Returns
+ * -EFBIG when there is more. Reads until EOF rather than trusting st_size,
+ * so that pipes ("--config <(...)") work too. */
+static int read_bounded(const char *path, size_t max, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        buf = malloc(max + 2);
+        if (!buf)
+                return -ENOMEM;
+        while (n <= max) {
+                ssize_t k = read(fd, buf + n, max + 1 - n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        if (n > max) {
+                explicit_bzero(buf, n);
+                return -EFBIG;
+        }
+        buf[n] = '\0';
+        *ret = TAKE_PTR(buf);
+        *ret_size = n;
+        return 0;
+}
+
+int config_load_file(Config *c, const char *path, char **ret_error) {
+        _cleanup_free_ char *text = NULL;
+        size_t size;
+        int r;
+
+        assert(c);
+        assert(path);
+
+        r = read_bounded(path, CONFIG_FILE_MAX, &text, &size);
+        if (r == -EFBIG)
+                return errorf(ret_error, r, _("%s: file too large (more than %u bytes)"), path,
+                              (unsigned) CONFIG_FILE_MAX);
+        if (r == -ENOMEM)
+                return errorf(ret_error, r, "%s", _("out of memory"));
+        if (r < 0)
+                return errorf(ret_error, r, _("cannot read %s: %s"), path, strerror(-r));
+        return config_parse_text(c, path, text, size, ret_error);
+}
+
+/* Credentials, as systemd's LoadCredential= passes them. */
+
+static int resolve_credential(char **field, const char *flag, const char *dir, char **ret_error) {
+        _cleanup_free_ char *path = NULL;
+        struct stat st;
+
+        if (!*field || strchr(*field, '/'))
+                return 0;
+        if (asprintf(&path, "%s/%s", dir, *field) < 0)
+                return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
+        if (stat(path, &st) < 0) {
+                int e = errno;
+
+                if (e == ENOENT || e == ENOTDIR)
+                        return 0; /* not a credential: a path relative to the working directory */
+                return errorf(ret_error, -e, _("--%s: cannot look up credential %s: %s"), flag,
+                              path, strerror(e));
+        }
+        if (!S_ISREG(st.st_mode))
+                return 0; /* ".", "..", a subdirectory: not a credential */
+        free(*field);
+        *field = TAKE_PTR(path);
+        return 0;
+}
+
+/* One line: a trailing newline (LF or CRLF) is dropped, anything after it
+ * refused; "" is a valid password. The buffer is wiped before it is freed. */
+static int read_storepass(Config *c, char **ret_error) {
+        char *buf = NULL;
+        size_t size, len;
+        int r;
+
+        r = read_bounded(c->storepass_file, STOREPASS_FILE_MAX, &buf, &size);
+        if (r == -EFBIG)
+                return errorf(ret_error, r, _("--storepass-file %s: longer than %u bytes"),
+                              c->storepass_file, (unsigned) STOREPASS_FILE_MAX);
+        if (r == -ENOMEM)
+                return errorf(ret_error, r, "%s", _("out of memory"));
+        if (r < 0)
+                return errorf(ret_error, r, _("--storepass-file %s: cannot read: %s"),
+                              c->storepass_file, strerror(-r));
+
+        len = strcspn(buf, "\r\n");
+        if (buf[len] == '\r' && buf[len + 1] == '\n')
+                r = len + 2 == size ? 0 : -EINVAL;
+        else if (buf[len] == '\n')
+                r = len + 1 == size ? 0 : -EINVAL;
+        else
+                r = len == size ? 0 : -EINVAL;
+        if (r < 0) {
+                explicit_bzero(buf, size);
+                free(buf);
+                return errorf(ret_error, r,
+                              _("--storepass-file %s: must hold the password on one line"),
+                              c->storepass_file);
+        }
+
+        buf[len] = '\0';
+        explicit_bzero(buf + len, size - len);
+        if (c->storepass)
+                explicit_bzero(c->storepass, strlen(c->storepass));
+        free(c->storepass);
+        c->storepass = buf;
+        free(c->storepass_file);
+        c->storepass_file = NULL;
+        return 0;
+}
+
+int config_resolve_credentials(Config *c, const char *credentials_dir, char **ret_error) {
+        const struct {
+                char **field;
+                const char *flag;
+        } files[] = {
+                { &c->cert, "cert" },
+                { &c->key, "key" },
+                { &c->keystore, "keystore" },
+                { &c->cacert, "cacert" },
+                { &c->storepass_file, "storepass-file" },
+        };
+        int r;
+
+        assert(c);
+
+        if (credentials_dir && credentials_dir[0] != '\0')
+                for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                        r = resolve_credential(files[i].field, files[i].flag, credentials_dir,
+                                               ret_error);
+                        if (r < 0)
+                                return r;
+                }
+
+        if (c->storepass_file)
+                return read_storepass(c, ret_error);
         return 0;
 }
 
@@ -607,6 +1014,11 @@ static int validate_credentials(const Config *c, char **ret_error) {
                 return r;
         if (c->storepass && !c->keystore)
                 return errorf(ret_error, -EINVAL, "%s", _("--storepass requires --keystore"));
+        if (c->storepass && c->storepass_file)
+                return errorf(ret_error, -EINVAL, "%s",
+                              _("--storepass and --storepass-file are mutually exclusive"));
+        if (c->storepass_file && !c->keystore)
+                return errorf(ret_error, -EINVAL, "%s", _("--storepass-file requires --keystore"));
         return 0;
 }
 
@@ -723,4 +1135,21 @@ void config_print_help(void) {
                         printf("  --%s\n", o->name);
                 print_wrapped(_(o->help), o->default_value);
         }
+
+        fputs(_("\n"
+                "Config file (--config=FILE):\n"
+                "  One setting per line, \"name = value\", named like the flag without the\n"
+                "  leading dashes (\"listen = 127.0.0.1:443\"). Blanks around the name and the\n"
+                "  value are ignored; the rest of the value is taken as it is, '=' and '#'\n"
+                "  included, without quoting. A boolean flag is \"allow-all = true\" or\n"
+                "  \"false\", or a bare \"allow-all\" line. A repeatable flag repeats the line.\n"
+                "  Empty lines and lines whose first non-blank character is '#' are ignored.\n"
+                "  Flags on the command line override the file; a repeatable flag given on\n"
+                "  the command line replaces all of the file's values for it.\n"
+                "\n"
+                "Credentials (systemd LoadCredential=):\n"
+                "  When $CREDENTIALS_DIRECTORY is set, a value of --cert, --key, --keystore,\n"
+                "  --cacert or --storepass-file without a '/' that names a file in that\n"
+                "  directory means that file; any other value is a path as usual.\n"),
+              stdout);
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Command-line options: one table of option definitions serves the command
- * line now and the config file later (issue 4). Pure logic: no I/O besides
- * what the caller does with the result. */
+/* Options: one table of option definitions serves the command line and the
+ * --config file. Pure logic, except for reading the --config file, the
+ * --storepass-file and looking up systemd credentials, each in one function
+ * named for it. */
 
 #include <stdbool.h>
 
@@ -30,6 +31,8 @@ typedef enum CipherFamily {
 #define CIPHER_FAMILIES_MAX 2
 
 typedef struct Config {
+        char *config_file;     /* --config, as given; NULL when none */
+
         /* Addresses, parsed. */
         Address listen;
         Address target;
@@ -39,6 +42,7 @@ typedef struct Config {
         /* Credentials: paths only, loading is creds.c's job. */
         char *keystore;
         char *storepass;       /* NULL when not given; "" is a valid password */
+        char *storepass_file;  /* read into storepass by config_resolve_credentials() */
         char *cert;
         char *key;
         char *cacert;          /* NULL: system trust store */
@@ -74,8 +78,8 @@ void config_init(Config *c);
 void config_done(Config *c);
 
 /* Sets one option by its long name without dashes ("listen", "allow-cn").
- * value is NULL for a boolean flag given without "=value". Used by the
- * argv parser and (later) by the config file parser.
+ * value is NULL for a boolean flag given without "=value". Options that are
+ * only valid on the command line (--config, --help) are refused.
  * Returns 0, or -EINVAL/-ENOENT/-ENOMEM with *ret_error set to a malloc'ed
  * message naming the flag and what is wrong ("--connect-timeout: invalid
  * duration \"abc\""). */
@@ -83,16 +87,43 @@ int config_set_option(Config *c, const char *name, const char *value, char **ret
 
 /* Parses argv after the "server" verb: "--name=value", "--name value",
  * "--bool-flag". Stops at nothing: every argument must be a known flag.
- * Sets *ret_help when --help was seen (then nothing is validated).
- * Same error contract as config_set_option(). */
+ * Sets *ret_help when --help was seen (then nothing else is read or checked).
+ * With --config FILE, the file is loaded first (config_load_file()) and the
+ * flags then override it: a single-valued flag replaces the file's value, a
+ * repeatable flag (--allow-cn, --quiet, ...) replaces the file's whole list
+ * for that option. Same error contract as config_set_option(). */
 int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **ret_error);
+
+/* The config file: one "name = value" per line, see config_print_help().
+ * Bounded to CONFIG_FILE_MAX bytes and CONFIG_LINE_MAX bytes per line.
+ * config_parse_text() parses text of size bytes that came from path (used
+ * in messages only); config_load_file() reads path and parses it. Errors
+ * are "PATH:LINE: KEY: what is wrong" or "cannot read PATH: reason";
+ * -EINVAL, -ENOENT (unknown setting), -EFBIG, -ENOMEM or the read error. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_LINE_MAX 4096
+int config_parse_text(Config *c, const char *path, const char *text, size_t size,
+                      char **ret_error);
+int config_load_file(Config *c, const char *path, char **ret_error);
 
 /* Cross-flag validation, Ghostunnel's rules: required flags, --cert needs
  * --key, --keystore excludes --cert/--key, at least one access rule,
  * --allow-all and --disable-authentication exclusive with other rules,
  * safe --target unless --unsafe-target, --allow-uri patterns well formed,
- * --allow-ip addresses parse. Same error contract. */
+ * --allow-ip addresses parse, --storepass and --storepass-file exclusive
+ * and only with --keystore. Same error contract. */
 int config_validate(const Config *c, char **ret_error);
+
+/* systemd credentials (LoadCredential=): when credentials_dir
+ * (the value of $CREDENTIALS_DIRECTORY) is set and not empty, each value of
+ * --cert, --key, --keystore, --cacert and --storepass-file that contains no
+ * '/' and names a regular file in that directory is replaced by that file's
+ * path; other values stay paths as given. Then --storepass-file is read into
+ * storepass (one line; a trailing newline is dropped) and cleared. Call once,
+ * after config_validate(). Returns 0 or a negative errno with *ret_error set
+ * to a message naming the flag and the file, never the password. */
+#define STOREPASS_FILE_MAX 4096
+int config_resolve_credentials(Config *c, const char *credentials_dir, char **ret_error);
 
 /* The ACME directory URL in effect (--auto-acme-testca wins over --auto-acme-ca). */
 const char *config_acme_directory(const Config *c);

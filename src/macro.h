@@ -5,6 +5,7 @@
  * _cleanup_ attributes and TAKE_PTR()/TAKE_FD(). */
 
 #include <errno.h>
+#include <libintl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,8 +86,9 @@ typedef uint64_t usec_t;
 #define USEC_PER_MINUTE ((usec_t) (60ULL * USEC_PER_SEC))
 #define USEC_PER_HOUR ((usec_t) (60ULL * USEC_PER_MINUTE))
 
-/* gettext; the translation setup lands with po/ and is a no-op until then. */
-#ifndef _
-#  define _(s) (s)
-#endif
+/* gettext: _() translates what a person reads on the terminal (help, start-up
+ * errors); N_() only marks a string for xgettext, to be passed through _()
+ * where it is printed. Journal messages are not marked: they stay English.
+ * main() binds the text domain; without that, gettext() returns the msgid. */
+#define _(s) gettext(s)
 #define N_(s) (s)

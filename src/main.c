@@ -45,6 +45,15 @@ static int run_server(int argc, char *argv[]) {
                 return EXIT_USAGE;
         }
 
+        /* Files named by systemd's LoadCredential=, and --storepass-file:
+         * an unreadable file fails like an unreadable --cert does. */
+        r = config_resolve_credentials(&config, getenv("CREDENTIALS_DIRECTORY"), &error);
+        if (r < 0) {
+                config_done(&config);
+                log_error("%s", error ? error : strerror(-r));
+                return EXIT_FAILURE;
+        }
+
         r = manager_new(&config, &m, &error);
         if (r < 0) {
                 config_done(&config);
@@ -64,6 +73,8 @@ static int run_server(int argc, char *argv[]) {
 
 int main(int argc, char *argv[]) {
         setlocale(LC_ALL, "");
+        (void) bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
+        (void) textdomain(GETTEXT_PACKAGE);
         log_setup();
 
         if (argc < 2) {

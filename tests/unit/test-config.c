@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -538,6 +540,575 @@ static void test_validate(void) {
         VALIDATE_ERROR("--allow-ip: \"1.2.3\"", BASE, CREDS, "--allow-ip-san=1.2.3");
 }
 
+/* The config file ------------------------------------------------------ */
+
+static char *tmp_dir;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+static int rm_rf(const char *path) {
+        return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Writes size bytes to a new file in tmp_dir; returns its malloc'ed path. */
+static char *write_file(const char *name, const char *content, size_t size) {
+        char *path = NULL;
+        FILE *f;
+
+        if (asprintf(&path, "%s/%s", tmp_dir, name) < 0)
+                abort();
+        f = fopen(path, "we");
+        if (!f || fwrite(content, 1, size, f) != size || fclose(f) != 0)
+                abort();
+        return path;
+}
+
+/* Loads text as the file "test.conf"; returns config_load_file()'s result. */
+static int load_text_n(Config *c, const char *text, size_t size, char **err) {
+        _cleanup_free_ char *path = write_file("test.conf", text, size);
+        int r = config_load_file(c, path, err);
+
+        unlink(path);
+        return r;
+}
+#define load_text(c, text, err) load_text_n(c, text, strlen(text), err)
+
+/* Loading text must fail with exactly "<path><suffix>" and error r. */
+static void expect_file_error(int line, int r_expected, const char *suffix, const char *text,
+                              size_t size) {
+        _cleanup_free_ char *expected = NULL;
+        char *err = NULL;
+        Config c;
+        int r;
+
+        if (asprintf(&expected, "%s/test.conf%s", tmp_dir, suffix) < 0)
+                abort();
+        config_init(&c);
+        r = load_text_n(&c, text, size, &err);
+        if (!test_record(r == r_expected && err && streq(err, expected), __FILE__, line, suffix))
+                fprintf(stderr, "        r=%d, message \"%s\", expected \"%s\"\n", r,
+                        err ? err : "(null)", expected);
+        free(err);
+        config_done(&c);
+}
+#define FILE_ERROR(suffix, text) expect_file_error(__LINE__, -EINVAL, suffix, text, strlen(text))
+#define FILE_ERROR_R(r, suffix, text) expect_file_error(__LINE__, r, suffix, text, strlen(text))
+
+static void test_file_syntax(void) {
+        char *err = NULL;
+        Config c;
+
+        config_init(&c);
+        CHECK_INT_EQ(load_text(&c,
+                               "# tlsgate for web\n"
+                               "   # indented comment = not a setting\n"
+                               "\n"
+                               "   \t \n"
+                               "listen = 127.0.0.1:8443\n"
+                               "target=localhost:8080\n"
+                               "\tcert\t=\t c.pem \t\n"
+                               "key =k.pem\n"
+                               "storepass = a=b #c \n"
+                               "allow-cn = one\n"
+                               "allow-cn = two words\n"
+                               "allow-dns-san = a.example\n"
+                               "allow-dns = b.example\n"
+                               "allow-uri = spiffe://x/#frag\n"
+                               "allow-all\n"
+                               "unsafe-target = false\n"
+                               "disable-authentication = true\n"
+                               "connect-timeout = 1m30s\n"
+                               "quiet = conns\n"
+                               "quiet = handshake-errs\n"
+                               "cacert =\n"
+                               "max-tls-version = TLS1.2\n"
+                               "cipher-suites = CHACHA, AES\n",
+                               &err),
+                     0);
+        CHECK(err == NULL);
+        CHECK(c.listen_set);
+        CHECK_STR_EQ(c.listen.spec, "127.0.0.1:8443");
+        CHECK_STR_EQ(c.target.spec, "localhost:8080");
+        CHECK_STR_EQ(c.cert, "c.pem");
+        CHECK_STR_EQ(c.key, "k.pem");
+        CHECK_STR_EQ(c.storepass, "a=b #c");
+        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
+        CHECK_STR_EQ(c.allow_cn[0], "one");
+        CHECK_STR_EQ(c.allow_cn[1], "two words");
+        CHECK_INT_EQ(strv_length(c.allow_dns), 2);
+        CHECK_STR_EQ(c.allow_dns[0], "a.example");
+        CHECK_STR_EQ(c.allow_dns[1], "b.example");
+        CHECK_STR_EQ(c.allow_uri[0], "spiffe://x/#frag");
+        CHECK(c.allow_all);
+        CHECK(!c.unsafe_target);
+        CHECK(c.disable_authentication);
+        CHECK_U64_EQ(c.connect_timeout, 90 * USEC_PER_SEC);
+        CHECK_INT_EQ(c.quiet, QUIET_CONNS | QUIET_HANDSHAKE_ERRS);
+        CHECK(c.cacert == NULL);
+        CHECK_INT_EQ(c.max_tls_version, TLS_VERSION_1_2);
+        CHECK_INT_EQ(c.cipher_suites[0], CIPHER_CHACHA);
+        CHECK(c.config_file == NULL); /* only --config sets it */
+        config_done(&c);
+
+        /* CRLF line endings, a byte order mark, no newline at the end. */
+        config_init(&c);
+        CHECK_INT_EQ(load_text(&c, "\xEF\xBB\xBFlisten = :1\r\n# c\r\n\r\nallow-all\r\n"
+                                   "allow-cn = x \r\nallow-ou = last",
+                               &err),
+                     0);
+        CHECK(err == NULL);
+        CHECK_STR_EQ(c.listen.spec, ":1");
+        CHECK(c.allow_all);
+        CHECK_STR_EQ(c.allow_cn[0], "x");
+        CHECK_STR_EQ(c.allow_ou[0], "last");
+        config_done(&c);
+
+        /* Booleans. */
+        config_init(&c);
+        CHECK_INT_EQ(load_text(&c,
+                               "allow-all = false\nunsafe-target=1\nno-disable-authentication\n",
+                               &err),
+                     0);
+        CHECK(!c.allow_all && c.unsafe_target && !c.disable_authentication);
+        config_done(&c);
+        config_init(&c);
+        CHECK_INT_EQ(load_text(&c, "allow-all = True\n", &err), 0);
+        CHECK(c.allow_all);
+        config_done(&c);
+
+        /* Empty files, and values that are only blanks. */
+        config_init(&c);
+        CHECK_INT_EQ(load_text(&c, "", &err), 0);
+        CHECK_INT_EQ(load_text(&c, "\n\n# only comments\n", &err), 0);
+        CHECK_INT_EQ(load_text(&c, "storepass =   \t\n", &err), 0);
+        CHECK_STR_EQ(c.storepass, "");
+        CHECK(!c.listen_set && !c.allow_all);
+        config_done(&c);
+
+        /* Pure parsing, without a file. */
+        config_init(&c);
+        CHECK_INT_EQ(config_parse_text(&c, "inline", "allow-cn = a\nallow-cn = b", 25, &err), 0);
+        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
+        CHECK_INT_EQ(config_parse_text(&c, "inline", "listen = ::1:1", 14, &err), -EINVAL);
+        CHECK_STR_EQ(err, "inline:1: listen: invalid address \"::1:1\": IPv6 addresses must be in "
+                          "brackets, as in [::1]:8443");
+        free(err);
+        err = NULL;
+        CHECK_INT_EQ(config_parse_text(&c, "inline", "bogus", 5, NULL), -ENOENT);
+        config_done(&c);
+}
+
+static void test_file_errors(void) {
+        FILE_ERROR_R(-ENOENT, ":3: unknown setting \"listne\"", "# x\n\nlistne = 127.0.0.1:443\n");
+        FILE_ERROR_R(-ENOENT, ":1: unknown setting \"Listen\"", "Listen = :1\n");
+        FILE_ERROR_R(-ENOENT,
+                     ":1: unknown setting \"--listen\" (write names without the leading dashes)",
+                     "--listen = :1\n");
+        FILE_ERROR_R(-ENOENT, ":1: unknown setting \"foo\"", "foo bar\n");
+        FILE_ERROR_R(-ENOENT, ":1: unknown setting \"no-listen\"", "no-listen\n");
+        FILE_ERROR(":2: listen: missing \"=\" between name and value",
+                   "allow-all\nlisten 127.0.0.1:443\n");
+        FILE_ERROR(":1: missing setting name before \"=\"", "  = x\n");
+        FILE_ERROR(":1: listen: missing value", "listen\n");
+        FILE_ERROR(":1: allow-cn: missing value", "allow-cn   \n");
+        FILE_ERROR(":7: allow-cn: value must not be empty", "\n\n\n\n\n\nallow-cn =  \n");
+        FILE_ERROR(":1: connect-timeout: invalid duration \"abc\" (use Go syntax such as 500ms, "
+                   "10s, 1m30s)",
+                   "connect-timeout = abc\n");
+        FILE_ERROR(":1: connect-timeout: must not be zero", "connect-timeout = 0\n");
+        FILE_ERROR(":1: max-concurrent-conns: must be a non-negative integer, not \"-1\"",
+                   "max-concurrent-conns = -1\n");
+        FILE_ERROR(":1: allow-all: must be true or false, not \"yes\"", "allow-all = yes\n");
+        FILE_ERROR(":1: allow-all: must be true or false, not \"\"", "allow-all =\n");
+        FILE_ERROR(":1: no-allow-all: takes no value", "no-allow-all = true\n");
+        FILE_ERROR(":1: quiet: must be one of all, conns, conn-errs, handshake-errs, not \"x\"",
+                   "quiet = x\n");
+        FILE_ERROR(":1: cipher-suites: unknown cipher suite family \"RC4\" (use AES, CHACHA)",
+                   "cipher-suites = AES,RC4\n");
+        FILE_ERROR(":1: target: invalid address \"systemd:x\": systemd:NAME is only supported "
+                   "for --listen",
+                   "target = systemd:x\n");
+        FILE_ERROR(":3: listen: given more than once", "listen = :1\n# again\nlisten = :2\n");
+        FILE_ERROR(":2: no-allow-all: given more than once", "allow-all\nno-allow-all\n");
+        FILE_ERROR(":2: storepass: given more than once", "storepass =\nstorepass = x\n");
+        FILE_ERROR(":1: config: only valid on the command line", "config = other.conf\n");
+        FILE_ERROR(":1: help: only valid on the command line", "help\n");
+        expect_file_error(__LINE__, -EINVAL, ":2: not a text line (NUL byte)",
+                          "allow-all\nlisten = a\0b\n", 22);
+}
+
+static void test_file_limits(void) {
+        _cleanup_free_ char *big = NULL, *path = NULL, *expected = NULL, *dir_msg = NULL;
+        char line[CONFIG_LINE_MAX + 16], *err = NULL;
+        size_t n;
+        Config c;
+
+        /* A line of exactly CONFIG_LINE_MAX bytes is fine, with LF or CRLF. */
+        n = (size_t) snprintf(line, sizeof line, "allow-cn = ");
+        memset(line + n, 'a', CONFIG_LINE_MAX - n);
+        strcpy(line + CONFIG_LINE_MAX, "\r\n");
+        config_init(&c);
+        CHECK_INT_EQ(load_text(&c, line, &err), 0);
+        CHECK(err == NULL);
+        CHECK_INT_EQ(strlen(c.allow_cn[0]), CONFIG_LINE_MAX - n);
+        config_done(&c);
+
+        /* One more byte is not, with or without a line ending. */
+        line[CONFIG_LINE_MAX] = 'a';
+        line[CONFIG_LINE_MAX + 1] = '\0';
+        FILE_ERROR(":1: line too long (more than 4096 bytes)", line);
+        strcat(line, "\n");
+        FILE_ERROR(":1: line too long (more than 4096 bytes)", line);
+
+        /* The file as a whole: CONFIG_FILE_MAX bytes of comments load... */
+        big = malloc(CONFIG_FILE_MAX + 1);
+        if (!CHECK(big))
+                return;
+        memset(big, '#', CONFIG_FILE_MAX + 1);
+        for (size_t i = 1000; i < CONFIG_FILE_MAX + 1; i += 1000)
+                big[i] = '\n';
+        config_init(&c);
+        CHECK_INT_EQ(load_text_n(&c, big, CONFIG_FILE_MAX, &err), 0);
+        CHECK(err == NULL);
+        /* ...one byte more does not. */
+        expect_file_error(__LINE__, -EFBIG, ": file too large (more than 1048576 bytes)", big,
+                          CONFIG_FILE_MAX + 1);
+        CHECK_INT_EQ(config_parse_text(&c, "inline", big, CONFIG_FILE_MAX + 1, &err), -EFBIG);
+        CHECK_STR_EQ(err, "inline: file too large (more than 1048576 bytes)");
+        free(err);
+        err = NULL;
+        config_done(&c);
+
+        /* Files that cannot be read. */
+        if (asprintf(&path, "%s/missing.conf", tmp_dir) < 0 ||
+            asprintf(&expected, "cannot read %s: No such file or directory", path) < 0 ||
+            asprintf(&dir_msg, "cannot read %s: Is a directory", tmp_dir) < 0)
+                abort();
+        config_init(&c);
+        CHECK_INT_EQ(config_load_file(&c, path, &err), -ENOENT);
+        CHECK_STR_EQ(err, expected);
+        free(err);
+        err = NULL;
+        CHECK_INT_EQ(config_load_file(&c, tmp_dir, &err), -EISDIR);
+        CHECK_STR_EQ(err, dir_msg);
+        free(err);
+        err = NULL;
+        if (geteuid() != 0) {
+                _cleanup_free_ char *secret = write_file("secret.conf", "allow-all\n", 10);
+                _cleanup_free_ char *denied = NULL;
+
+                if (asprintf(&denied, "cannot read %s: Permission denied", secret) < 0)
+                        abort();
+                chmod(secret, 0);
+                CHECK_INT_EQ(config_load_file(&c, secret, &err), -EACCES);
+                CHECK_STR_EQ(err, denied);
+                free(err);
+                err = NULL;
+                unlink(secret);
+        }
+        config_done(&c);
+}
+
+/* Parses argv; on success returns 0 with c filled, else the error in *err. */
+#define PARSE(c, err, ...) parse_args(c, err, NULL, ARGV(__VA_ARGS__))
+
+static void test_file_override(void) {
+        _cleanup_free_ char *path = NULL, *missing = NULL, *flag = NULL;
+        char *err = NULL;
+        bool help = false;
+        Config c;
+
+        path = write_file("web.conf",
+                          "listen = 127.0.0.1:8443\n"
+                          "target = localhost:8080\n"
+                          "cert = c.pem\n"
+                          "key = k.pem\n"
+                          "cacert = ca.pem\n"
+                          "allow-cn = a\n"
+                          "allow-cn = b\n"
+                          "allow-dns = d.example\n"
+                          "allow-ou = ops\n"
+                          "quiet = conns\n"
+                          "connect-timeout = 3s\n",
+                          strlen("listen = 127.0.0.1:8443\ntarget = localhost:8080\ncert = c.pem\n"
+                                 "key = k.pem\ncacert = ca.pem\nallow-cn = a\nallow-cn = b\n"
+                                 "allow-dns = d.example\nallow-ou = ops\nquiet = conns\n"
+                                 "connect-timeout = 3s\n"));
+
+        /* The file alone. */
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--config", path), 0);
+        CHECK(err == NULL);
+        CHECK_STR_EQ(c.config_file, path);
+        CHECK_STR_EQ(c.listen.spec, "127.0.0.1:8443");
+        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
+        CHECK_INT_EQ(config_validate(&c, &err), 0);
+        config_done(&c);
+
+        /* Flags win, wherever --config stands; lists are replaced, not
+         * extended; lists not on the command line stay. */
+        if (asprintf(&flag, "--config=%s", path) < 0)
+                abort();
+        for (int order = 0; order < 2; order++) {
+                config_init(&c);
+                if (order == 0)
+                        CHECK_INT_EQ(PARSE(&c, &err, flag, "--listen=[::1]:9443", "--allow-cn", "c",
+                                           "--quiet=handshake-errs", "--allow-dns-san=e.example",
+                                           "--connect-timeout=5s"),
+                                     0);
+                else
+                        CHECK_INT_EQ(PARSE(&c, &err, "--listen=[::1]:9443", "--allow-cn", "c",
+                                           "--quiet=handshake-errs", "--allow-dns-san=e.example",
+                                           "--connect-timeout=5s", flag),
+                                     0);
+                CHECK(err == NULL);
+                CHECK_STR_EQ(c.listen.spec, "[::1]:9443");
+                CHECK_STR_EQ(c.target.spec, "localhost:8080");
+                CHECK_INT_EQ(strv_length(c.allow_cn), 1);
+                CHECK_STR_EQ(c.allow_cn[0], "c");
+                CHECK_INT_EQ(strv_length(c.allow_dns), 1);
+                CHECK_STR_EQ(c.allow_dns[0], "e.example");
+                CHECK_INT_EQ(strv_length(c.allow_ou), 1);
+                CHECK_STR_EQ(c.allow_ou[0], "ops");
+                CHECK_INT_EQ(c.quiet, QUIET_HANDSHAKE_ERRS);
+                CHECK_U64_EQ(c.connect_timeout, 5 * USEC_PER_SEC);
+                CHECK_STR_EQ(c.cert, "c.pem");
+                config_done(&c);
+        }
+
+        /* Several flags of one list on the command line all count. */
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--allow-cn=x", "--config", path, "--allow-cn=y"), 0);
+        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
+        CHECK_STR_EQ(c.allow_cn[0], "x");
+        CHECK_STR_EQ(c.allow_cn[1], "y");
+        config_done(&c);
+
+        /* An empty value on the command line clears a path from the file. */
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--config", path, "--cacert=", "--cert=", "--key=",
+                           "--keystore=ks.p12"),
+                     0);
+        CHECK(c.cacert == NULL && c.cert == NULL && c.key == NULL);
+        CHECK_STR_EQ(c.keystore, "ks.p12");
+        CHECK_INT_EQ(config_validate(&c, &err), 0);
+        config_done(&c);
+
+        /* Booleans from the file can be switched off. */
+        {
+                _cleanup_free_ char *p2 = write_file("all.conf", "allow-all\nunsafe-target\n", 24);
+
+                config_init(&c);
+                CHECK_INT_EQ(PARSE(&c, &err, "--config", p2, "--no-allow-all",
+                                   "--unsafe-target=false"),
+                             0);
+                CHECK(!c.allow_all && !c.unsafe_target);
+                config_done(&c);
+        }
+
+        /* Merged, then validated as a whole. */
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--config", path, "--allow-all"), 0);
+        CHECK_INT_EQ(config_validate(&c, &err), -EINVAL);
+        CHECK_CONTAINS(err, "--allow-all is mutually exclusive");
+        free(err);
+        err = NULL;
+        config_done(&c);
+
+        /* --config itself. */
+        if (asprintf(&missing, "%s/nope.conf", tmp_dir) < 0)
+                abort();
+        PARSE_ERROR("--config: given more than once", "--config", path, "--config", path);
+        PARSE_ERROR("--config: value must not be empty", "--config=");
+        PARSE_ERROR("--config: missing value", "--allow-all", "--config");
+        PARSE_ERROR("cannot read", "--config", missing);
+        PARSE_ERROR("--listen: given more than once", "--config", path, "--listen=:1",
+                    "--listen=:2");
+        PARSE_ERROR("--allow-cn: value must not be empty", "--config", path, "--allow-cn=");
+
+        /* --help wins over a broken file, which is then not read. */
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, &help, ARGV("--config", missing, "--help")), 0);
+        CHECK(help && err == NULL);
+        config_done(&c);
+
+        config_init(&c);
+        CHECK_INT_EQ(config_set_option(&c, "config", path, &err), -EINVAL);
+        CHECK_STR_EQ(err, "--config: only valid on the command line");
+        free(err);
+        config_done(&c);
+
+        unlink(path);
+}
+
+/* systemd credentials -------------------------------------------------- */
+
+static char *join(const char *a, const char *b) {
+        char *p;
+
+        if (asprintf(&p, "%s/%s", a, b) < 0)
+                abort();
+        return p;
+}
+
+static void test_credentials(void) {
+        _cleanup_free_ char *creds = NULL, *crt = NULL, *key = NULL, *ca = NULL, *pass = NULL,
+                            *plain = NULL, *saved_tmp = NULL;
+        char *err = NULL;
+        Config c;
+
+        creds = join(tmp_dir, "creds");
+        if (mkdir(creds, 0700) < 0)
+                abort();
+        saved_tmp = tmp_dir;
+        tmp_dir = creds; /* write_file() writes there now */
+        free(write_file("tls.crt", "CERT", 4));
+        free(write_file("tls.key", "KEY", 3));
+        free(write_file("ca.pem", "CA", 2));
+        free(write_file("pass", "s3cret pass\n", 12));
+        free(write_file("pass-crlf", "pw\r\n", 4));
+        free(write_file("pass-bare", "pw", 2));
+        free(write_file("pass-empty", "", 0));
+        free(write_file("pass-nl", "\n", 1));
+        free(write_file("pass-two", "secret-line\nmore\n", 17));
+        free(write_file("pass-blank-after", "pw\n\n", 4));
+        {
+                char big[STOREPASS_FILE_MAX + 1];
+
+                memset(big, 'p', sizeof big);
+                free(write_file("pass-big", big, sizeof big));
+        }
+        {
+                _cleanup_free_ char *sub = join(creds, "sub");
+
+                mkdir(sub, 0700);
+        }
+        tmp_dir = TAKE_PTR(saved_tmp);
+        crt = join(creds, "tls.crt");
+        key = join(creds, "tls.key");
+        ca = join(creds, "ca.pem");
+        plain = join(tmp_dir, "plain.crt");
+
+        /* Bare names that exist there are taken from there. */
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--cert=tls.crt", "--key", "tls.key", "--cacert=ca.pem"), 0);
+        CHECK_INT_EQ(config_resolve_credentials(&c, creds, &err), 0);
+        CHECK(err == NULL);
+        CHECK_STR_EQ(c.cert, crt);
+        CHECK_STR_EQ(c.key, key);
+        CHECK_STR_EQ(c.cacert, ca);
+        config_done(&c);
+
+        /* Anything else stays as given. */
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--cert=missing.crt", "--key=./tls.key", "--cacert=sub",
+                           "--keystore", plain),
+                     0);
+        CHECK_INT_EQ(config_resolve_credentials(&c, creds, &err), 0);
+        CHECK_STR_EQ(c.cert, "missing.crt");
+        CHECK_STR_EQ(c.key, "./tls.key");
+        CHECK_STR_EQ(c.cacert, "sub");
+        CHECK_STR_EQ(c.keystore, plain);
+        config_done(&c);
+
+        /* Without $CREDENTIALS_DIRECTORY (or with an empty one, or one that
+         * is not a directory) nothing changes. */
+        for (int i = 0; i < 3; i++) {
+                const char *dirs[] = { NULL, "", crt };
+
+                config_init(&c);
+                CHECK_INT_EQ(PARSE(&c, &err, "--cert=tls.crt", "--key=tls.key"), 0);
+                CHECK_INT_EQ(config_resolve_credentials(&c, dirs[i], &err), 0);
+                CHECK_STR_EQ(c.cert, "tls.crt");
+                CHECK_STR_EQ(c.key, "tls.key");
+                config_done(&c);
+        }
+
+        /* From a config file, with the keystore password as a credential. */
+        {
+                const char *text = "keystore = tls.crt\nstorepass-file = pass\n";
+                _cleanup_free_ char *conf = write_file("creds.conf", text, strlen(text));
+
+                config_init(&c);
+                CHECK_INT_EQ(config_load_file(&c, conf, &err), 0);
+                CHECK_STR_EQ(c.storepass_file, "pass");
+                CHECK_INT_EQ(config_resolve_credentials(&c, creds, &err), 0);
+                CHECK(err == NULL);
+                CHECK_STR_EQ(c.keystore, crt);
+                CHECK_STR_EQ(c.storepass, "s3cret pass");
+                CHECK(c.storepass_file == NULL);
+                config_done(&c);
+                unlink(conf);
+        }
+
+        /* The password file: one line, the newline dropped. */
+        {
+                static const struct {
+                        const char *name, *password;
+                } ok[] = {
+                        { "pass-crlf", "pw" },
+                        { "pass-bare", "pw" },
+                        { "pass-empty", "" },
+                        { "pass-nl", "" },
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+                        _cleanup_free_ char *full = join(creds, ok[i].name);
+
+                        config_init(&c);
+                        /* A path works as well as a credential name. */
+                        CHECK_INT_EQ(config_set_option(&c, "storepass-file",
+                                                       i % 2 ? full : ok[i].name, &err),
+                                     0);
+                        CHECK_INT_EQ(config_resolve_credentials(&c, creds, &err), 0);
+                        CHECK_STR_EQ(c.storepass, ok[i].password);
+                        config_done(&c);
+                }
+        }
+        {
+                static const char * const bad[] = { "pass-two", "pass-blank-after", "pass-big",
+                                                    "missing" };
+                static const char * const why[] = {
+                        ": must hold the password on one line",
+                        ": must hold the password on one line",
+                        ": longer than 4096 bytes",
+                        ": cannot read: No such file or directory",
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                        _cleanup_free_ char *expected = NULL;
+
+                        config_init(&c);
+                        CHECK_INT_EQ(config_set_option(&c, "storepass-file", bad[i], &err), 0);
+                        CHECK(config_resolve_credentials(&c, creds, &err) < 0);
+                        if (asprintf(&expected, "--storepass-file %s%s",
+                                     i == 3 ? "missing" : "", why[i]) < 0)
+                                abort();
+                        if (i < 3) {
+                                free(expected);
+                                if (asprintf(&expected, "--storepass-file %s/%s%s", creds, bad[i],
+                                             why[i]) < 0)
+                                        abort();
+                        }
+                        CHECK_STR_EQ(err, expected);
+                        CHECK(err && !strstr(err, "secret-line")); /* never the password */
+                        CHECK(c.storepass == NULL);
+                        free(err);
+                        err = NULL;
+                        config_done(&c);
+                }
+        }
+
+        /* Validation. */
+        VALIDATE_OK(BASE, "--keystore=ks.p12", "--storepass-file=pw", "--allow-all");
+        VALIDATE_ERROR("--storepass and --storepass-file are mutually exclusive", BASE,
+                       "--keystore=ks.p12", "--storepass=x", "--storepass-file=pw", "--allow-all");
+        VALIDATE_ERROR("--storepass-file requires --keystore", BASE, CREDS, "--storepass-file=pw",
+                       "--allow-all");
+}
+
 static void test_print_help(void) {
         char path[] = "/tmp/test-config-help.XXXXXX", buf[16384];
         int fd, saved;
@@ -576,6 +1147,10 @@ static void test_print_help(void) {
         CHECK_CONTAINS(buf, "--quiet=WHAT");
         CHECK_CONTAINS(buf, "--help");
         CHECK(!strstr(buf, "allow-dns-san")); /* aliases stay hidden */
+        CHECK_CONTAINS(buf, "--config=FILE");
+        CHECK_CONTAINS(buf, "--storepass-file=PATH");
+        CHECK_CONTAINS(buf, "\"name = value\"");
+        CHECK_CONTAINS(buf, "$CREDENTIALS_DIRECTORY");
 }
 
 int main(void) {
@@ -591,6 +1166,22 @@ int main(void) {
         test_help();
         test_set_option();
         test_validate();
+
+        {
+                char dir[] = "/tmp/test-config.XXXXXX";
+
+                if (!mkdtemp(dir))
+                        abort();
+                tmp_dir = dir;
+                test_file_syntax();
+                test_file_errors();
+                test_file_limits();
+                test_file_override();
+                test_credentials();
+                tmp_dir = NULL;
+                (void) rm_rf(dir);
+        }
+
         test_print_help();
         return test_summary();
 }
