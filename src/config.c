@@ -17,6 +17,7 @@
 #include "config.h"
 #include "duration.h"
 #include "strv.h"
+#include "util.h"
 
 typedef enum OptionKind {
         OPTION_BOOL,
@@ -54,23 +55,6 @@ struct Option {
 
 #define FIELD(c, o, type) ((type *) ((uint8_t *) (c) + (o)->offset))
 
-static int errorf(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
-static int errorf(char **ret_error, int r, const char *format, ...) {
-        va_list ap;
-        char *m = NULL;
-
-        if (!ret_error)
-                return r;
-        va_start(ap, format);
-        if (vasprintf(&m, format, ap) < 0) {
-                m = NULL;
-                r = -ENOMEM;
-        }
-        va_end(ap);
-        *ret_error = m;
-        return r;
-}
-
 static int set_address(Address *a, bool *is_set, bool allow_systemd, const char *flag,
                        const char *value, char **ret_error) {
         Address parsed;
@@ -79,9 +63,9 @@ static int set_address(Address *a, bool *is_set, bool allow_systemd, const char 
 
         r = address_parse(value, allow_systemd, &parsed, &reason);
         if (r == -ENOMEM)
-                return errorf(ret_error, r, "%s", _("out of memory"));
+                return error_set(ret_error, r, "%s", _("out of memory"));
         if (r < 0)
-                return errorf(ret_error, r, _("--%s: invalid address \"%s\": %s"), flag, value,
+                return error_set(ret_error, r, _("--%s: invalid address \"%s\": %s"), flag, value,
                               _(reason));
 
         address_done(a);
@@ -104,7 +88,7 @@ static int set_max_tls_version(Config *c, const char *flag, const char *value, c
         else if (streq(value, "TLS1.3"))
                 c->max_tls_version = TLS_VERSION_1_3;
         else
-                return errorf(ret_error, -EINVAL, _("--%s: must be TLS1.2 or TLS1.3, not \"%s\""),
+                return error_set(ret_error, -EINVAL, _("--%s: must be TLS1.2 or TLS1.3, not \"%s\""),
                               flag, value);
         return 0;
 }
@@ -125,7 +109,7 @@ static int set_cipher_suites(Config *c, const char *flag, const char *value, cha
         const char *p = value;
 
         if (value[strspn(value, " \t")] == '\0')
-                return errorf(ret_error, -EINVAL, _("--%s: must not be empty (use AES, CHACHA)"),
+                return error_set(ret_error, -EINVAL, _("--%s: must not be empty (use AES, CHACHA)"),
                               flag);
 
         for (;;) {
@@ -138,7 +122,7 @@ static int set_cipher_suites(Config *c, const char *flag, const char *value, cha
                 while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
                         len--;
                 if (len == 0)
-                        return errorf(ret_error, -EINVAL, _("--%s: empty entry in \"%s\""), flag,
+                        return error_set(ret_error, -EINVAL, _("--%s: empty entry in \"%s\""), flag,
                                       value);
 
                 for (i = 0; i < ELEMENTSOF(cipher_families); i++)
@@ -146,12 +130,12 @@ static int set_cipher_suites(Config *c, const char *flag, const char *value, cha
                             memcmp(cipher_families[i].name, item, len) == 0)
                                 break;
                 if (i >= ELEMENTSOF(cipher_families))
-                        return errorf(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                       _("--%s: unknown cipher suite family \"%.*s\" (use AES, CHACHA)"),
                                       flag, (int) len, item);
                 for (unsigned j = 0; j < n; j++)
                         if (list[j] == cipher_families[i].family)
-                                return errorf(ret_error, -EINVAL,
+                                return error_set(ret_error, -EINVAL,
                                               _("--%s: \"%.*s\" given more than once"), flag,
                                               (int) len, item);
                 list[n++] = cipher_families[i].family;
@@ -179,7 +163,7 @@ static int set_quiet(Config *c, const char *flag, const char *value, char **ret_
         else if (streq(value, "handshake-errs"))
                 c->quiet |= QUIET_HANDSHAKE_ERRS;
         else if (!streq(value, ""))
-                return errorf(ret_error, -EINVAL,
+                return error_set(ret_error, -EINVAL,
                               _("--%s: must be one of all, conns, conn-errs, handshake-errs, not \"%s\""),
                               flag, value);
         return 0;
@@ -332,17 +316,17 @@ static int set_duration(const Option *o, usec_t *field, const char *flag, const 
 
         r = parse_duration(value, &u);
         if (r == -ERANGE)
-                return errorf(ret_error, -EINVAL, _("--%s: duration \"%s\" is too large"), flag,
+                return error_set(ret_error, -EINVAL, _("--%s: duration \"%s\" is too large"), flag,
                               value);
         if (r < 0 && value[0] == '-')
-                return errorf(ret_error, -EINVAL, _("--%s: must not be negative, not \"%s\""),
+                return error_set(ret_error, -EINVAL, _("--%s: must not be negative, not \"%s\""),
                               flag, value);
         if (r < 0)
-                return errorf(ret_error, -EINVAL,
+                return error_set(ret_error, -EINVAL,
                               _("--%s: invalid duration \"%s\" (use Go syntax such as 500ms, 10s, 1m30s)"),
                               flag, value);
         if (u == 0 && (o->flags & OPTION_NONZERO))
-                return errorf(ret_error, -EINVAL, _("--%s: must not be zero"), flag);
+                return error_set(ret_error, -EINVAL, _("--%s: must not be zero"), flag);
 
         *field = u;
         return 0;
@@ -353,11 +337,11 @@ static int option_set(Config *c, const Option *o, const char *flag, bool negated
         int r;
 
         if (negated && value)
-                return errorf(ret_error, -EINVAL, _("--%s: takes no value"), flag);
+                return error_set(ret_error, -EINVAL, _("--%s: takes no value"), flag);
         if (!value && o->kind != OPTION_BOOL)
-                return errorf(ret_error, -EINVAL, _("--%s: missing value"), flag);
+                return error_set(ret_error, -EINVAL, _("--%s: missing value"), flag);
         if ((o->flags & OPTION_NONEMPTY) && value && value[0] == '\0')
-                return errorf(ret_error, -EINVAL, _("--%s: value must not be empty"), flag);
+                return error_set(ret_error, -EINVAL, _("--%s: value must not be empty"), flag);
 
         switch (o->kind) {
 
@@ -365,7 +349,7 @@ static int option_set(Config *c, const Option *o, const char *flag, bool negated
                 bool b = !negated;
 
                 if (value && parse_bool(value, &b) < 0)
-                        return errorf(ret_error, -EINVAL, _("--%s: must be true or false, not \"%s\""),
+                        return error_set(ret_error, -EINVAL, _("--%s: must be true or false, not \"%s\""),
                                       flag, value);
                 *FIELD(c, o, bool) = b;
                 return 0;
@@ -378,7 +362,7 @@ static int option_set(Config *c, const Option *o, const char *flag, bool negated
                 if (o->kind == OPTION_STRING || value[0] != '\0') {
                         copy = strdup(value);
                         if (!copy)
-                                return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
+                                return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 }
                 free(*field);
                 *field = copy;
@@ -388,7 +372,7 @@ static int option_set(Config *c, const Option *o, const char *flag, bool negated
         case OPTION_STRV:
                 r = strv_extend(FIELD(c, o, char **), value);
                 if (r < 0)
-                        return errorf(ret_error, r, "%s", _("out of memory"));
+                        return error_set(ret_error, r, "%s", _("out of memory"));
                 return 0;
 
         case OPTION_DURATION:
@@ -397,10 +381,10 @@ static int option_set(Config *c, const Option *o, const char *flag, bool negated
         case OPTION_UINT:
                 r = parse_uint(value, FIELD(c, o, unsigned));
                 if (r == -ERANGE)
-                        return errorf(ret_error, -EINVAL, _("--%s: \"%s\" is too large (at most %u)"),
+                        return error_set(ret_error, -EINVAL, _("--%s: \"%s\" is too large (at most %u)"),
                                       flag, value, (unsigned) UINT32_MAX);
                 if (r < 0)
-                        return errorf(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                       _("--%s: must be a non-negative integer, not \"%s\""), flag,
                                       value);
                 return 0;
@@ -409,7 +393,7 @@ static int option_set(Config *c, const Option *o, const char *flag, bool negated
                 return o->set(c, flag, value, ret_error);
 
         case OPTION_HELP:
-                return errorf(ret_error, -EINVAL, _("--%s: only valid on the command line"), flag);
+                return error_set(ret_error, -EINVAL, _("--%s: only valid on the command line"), flag);
         }
 
         assert(false);
@@ -467,9 +451,9 @@ int config_set_option(Config *c, const char *name, const char *value, char **ret
 
         o = option_find(name, &negated);
         if (!o)
-                return errorf(ret_error, -ENOENT, _("unknown flag --%s"), name);
+                return error_set(ret_error, -ENOENT, _("unknown flag --%s"), name);
         if (o->flags & OPTION_CMDLINE_ONLY)
-                return errorf(ret_error, -EINVAL, _("--%s: only valid on the command line"), name);
+                return error_set(ret_error, -EINVAL, _("--%s: only valid on the command line"), name);
         return option_set(c, o, name, negated, value, ret_error);
 }
 
@@ -499,7 +483,7 @@ static int argv_collect(int argc, char *argv[], ArgList *l, bool *ret_help, char
 
         l->items = calloc((size_t) argc + 1, sizeof(ArgSetting));
         if (!l->items)
-                return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
+                return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
 
         for (int i = 0; i < argc; i++) {
                 _cleanup_free_ char *name = NULL;
@@ -509,7 +493,7 @@ static int argv_collect(int argc, char *argv[], ArgList *l, bool *ret_help, char
 
                 if (streq(arg, "--")) {
                         if (i + 1 < argc)
-                                return errorf(ret_error, -EINVAL,
+                                return error_set(ret_error, -EINVAL,
                                               _("unexpected argument \"%s\" (tlsgate server takes only flags)"),
                                               argv[i + 1]);
                         break;
@@ -517,9 +501,9 @@ static int argv_collect(int argc, char *argv[], ArgList *l, bool *ret_help, char
                 body = startswith(arg, "--");
                 if (!body) {
                         if (arg[0] == '-' && arg[1] != '\0')
-                                return errorf(ret_error, -ENOENT,
+                                return error_set(ret_error, -ENOENT,
                                               _("unknown flag %s (see tlsgate server --help)"), arg);
-                        return errorf(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                       _("unexpected argument \"%s\" (tlsgate server takes only flags)"),
                                       arg);
                 }
@@ -527,12 +511,12 @@ static int argv_collect(int argc, char *argv[], ArgList *l, bool *ret_help, char
                 eq = strchr(body, '=');
                 name = eq ? strndup(body, (size_t) (eq - body)) : strdup(body);
                 if (!name)
-                        return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
+                        return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 value = eq ? eq + 1 : NULL;
 
                 o = option_find(name, &negated);
                 if (!o)
-                        return errorf(ret_error, -ENOENT,
+                        return error_set(ret_error, -ENOENT,
                                       _("unknown flag --%s (see tlsgate server --help)"), name);
                 if (o->kind == OPTION_HELP) {
                         *ret_help = true;
@@ -542,7 +526,7 @@ static int argv_collect(int argc, char *argv[], ArgList *l, bool *ret_help, char
                 if (!value && o->kind != OPTION_BOOL) {
                         /* "--target --listen x" is a forgotten value, not the value "--listen". */
                         if (i + 1 >= argc || startswith(argv[i + 1], "--"))
-                                return errorf(ret_error, -EINVAL, _("--%s: missing value"), name);
+                                return error_set(ret_error, -EINVAL, _("--%s: missing value"), name);
                         value = argv[++i];
                 }
 
@@ -550,7 +534,7 @@ static int argv_collect(int argc, char *argv[], ArgList *l, bool *ret_help, char
                         size_t idx = (size_t) (o - options);
 
                         if (seen[idx])
-                                return errorf(ret_error, -EINVAL, _("--%s: given more than once"),
+                                return error_set(ret_error, -EINVAL, _("--%s: given more than once"),
                                               name);
                         seen[idx] = true;
                 }
@@ -615,7 +599,7 @@ int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **
                 if (!streq(args.items[i].o->name, "config"))
                         continue;
                 if (args.items[i].value[0] == '\0')
-                        return errorf(ret_error, -EINVAL, _("--%s: value must not be empty"),
+                        return error_set(ret_error, -EINVAL, _("--%s: value must not be empty"),
                                       args.items[i].name);
                 r = config_load_file(c, args.items[i].value, ret_error);
                 if (r < 0)
@@ -663,8 +647,8 @@ static int line_error(char **ret_error, int r, const char *path, unsigned line, 
         if (p && (p = startswith(p, key)) && *p == ':')
                 rest += 2;
         if ((p = startswith(rest, key)) && *p == ':')
-                return errorf(ret_error, r, "%s:%u: %s", path, line, rest);
-        return errorf(ret_error, r, "%s:%u: %s: %s", path, line, key, rest);
+                return error_set(ret_error, r, "%s:%u: %s", path, line, rest);
+        return error_set(ret_error, r, "%s:%u: %s: %s", path, line, key, rest);
 }
 
 /* Parses one line, NUL-terminated, without its line ending. seen[] counts
@@ -692,7 +676,7 @@ static int parse_line(Config *c, const char *path, unsigned line, char *s, bool 
                         eq--;
                 *eq = '\0';
                 if (*name == '\0')
-                        return errorf(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                       _("%s:%u: missing setting name before \"=\""), path, line);
         }
 
@@ -701,10 +685,10 @@ static int parse_line(Config *c, const char *path, unsigned line, char *s, bool 
         if (*e != '\0') {
                 *e = '\0';
                 if (option_find(name, &negated))
-                        return errorf(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                       _("%s:%u: %s: missing \"=\" between name and value"), path,
                                       line, name);
-                return errorf(ret_error, -ENOENT, _("%s:%u: unknown setting \"%s\""), path, line,
+                return error_set(ret_error, -ENOENT, _("%s:%u: unknown setting \"%s\""), path, line,
                               name);
         }
 
@@ -713,21 +697,21 @@ static int parse_line(Config *c, const char *path, unsigned line, char *s, bool 
                 const char *bare = startswith(name, "--");
 
                 if (bare && option_find(bare, &negated))
-                        return errorf(ret_error, -ENOENT,
+                        return error_set(ret_error, -ENOENT,
                                       _("%s:%u: unknown setting \"%s\" (write names without the leading dashes)"),
                                       path, line, name);
-                return errorf(ret_error, -ENOENT, _("%s:%u: unknown setting \"%s\""), path, line,
+                return error_set(ret_error, -ENOENT, _("%s:%u: unknown setting \"%s\""), path, line,
                               name);
         }
         if (o->flags & OPTION_CMDLINE_ONLY) {
-                (void) errorf(&message, -EINVAL, _("--%s: only valid on the command line"), name);
+                (void) error_set(&message, -EINVAL, _("--%s: only valid on the command line"), name);
                 return line_error(ret_error, -EINVAL, path, line, name, message);
         }
         if (!(o->flags & OPTION_REPEATABLE)) {
                 size_t idx = (size_t) (o - options);
 
                 if (seen[idx]) {
-                        (void) errorf(&message, -EINVAL, _("--%s: given more than once"), name);
+                        (void) error_set(&message, -EINVAL, _("--%s: given more than once"), name);
                         return line_error(ret_error, -EINVAL, path, line, name, message);
                 }
                 seen[idx] = true;
@@ -751,7 +735,7 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
         assert(text || size == 0);
 
         if (size > CONFIG_FILE_MAX)
-                return errorf(ret_error, -EFBIG, _("%s: file too large (more than %u bytes)"), path,
+                return error_set(ret_error, -EFBIG, _("%s: file too large (more than %u bytes)"), path,
                               (unsigned) CONFIG_FILE_MAX);
         /* A byte order mark some editors write. */
         if (size >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
@@ -766,16 +750,16 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
                 if (len > 0 && p[len - 1] == '\r')
                         len--;
                 if (len > CONFIG_LINE_MAX)
-                        return errorf(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                       _("%s:%u: line too long (more than %u bytes)"), path, line,
                                       (unsigned) CONFIG_LINE_MAX);
                 if (memchr(p, '\0', len))
-                        return errorf(ret_error, -EINVAL, _("%s:%u: not a text line (NUL byte)"),
+                        return error_set(ret_error, -EINVAL, _("%s:%u: not a text line (NUL byte)"),
                                       path, line);
 
                 copy = strndup(p, len);
                 if (!copy)
-                        return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
+                        return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 r = parse_line(c, path, line, copy, seen, ret_error);
                 if (r < 0)
                         return r;
@@ -830,12 +814,12 @@ int config_load_file(Config *c, const char *path, char **ret_error) {
 
         r = read_bounded(path, CONFIG_FILE_MAX, &text, &size);
         if (r == -EFBIG)
-                return errorf(ret_error, r, _("%s: file too large (more than %u bytes)"), path,
+                return error_set(ret_error, r, _("%s: file too large (more than %u bytes)"), path,
                               (unsigned) CONFIG_FILE_MAX);
         if (r == -ENOMEM)
-                return errorf(ret_error, r, "%s", _("out of memory"));
+                return error_set(ret_error, r, "%s", _("out of memory"));
         if (r < 0)
-                return errorf(ret_error, r, _("cannot read %s: %s"), path, strerror(-r));
+                return error_set(ret_error, r, _("cannot read %s: %s"), path, strerror(-r));
         return config_parse_text(c, path, text, size, ret_error);
 }
 
@@ -848,13 +832,13 @@ static int resolve_credential(char **field, const char *flag, const char *dir, c
         if (!*field || strchr(*field, '/'))
                 return 0;
         if (asprintf(&path, "%s/%s", dir, *field) < 0)
-                return errorf(ret_error, -ENOMEM, "%s", _("out of memory"));
+                return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
         if (stat(path, &st) < 0) {
                 int e = errno;
 
                 if (e == ENOENT || e == ENOTDIR)
                         return 0; /* not a credential: a path relative to the working directory */
-                return errorf(ret_error, -e, _("--%s: cannot look up credential %s: %s"), flag,
+                return error_set(ret_error, -e, _("--%s: cannot look up credential %s: %s"), flag,
                               path, strerror(e));
         }
         if (!S_ISREG(st.st_mode))
@@ -873,12 +857,12 @@ static int read_storepass(Config *c, char **ret_error) {
 
         r = read_bounded(c->storepass_file, STOREPASS_FILE_MAX, &buf, &size);
         if (r == -EFBIG)
-                return errorf(ret_error, r, _("--storepass-file %s: longer than %u bytes"),
+                return error_set(ret_error, r, _("--storepass-file %s: longer than %u bytes"),
                               c->storepass_file, (unsigned) STOREPASS_FILE_MAX);
         if (r == -ENOMEM)
-                return errorf(ret_error, r, "%s", _("out of memory"));
+                return error_set(ret_error, r, "%s", _("out of memory"));
         if (r < 0)
-                return errorf(ret_error, r, _("--storepass-file %s: cannot read: %s"),
+                return error_set(ret_error, r, _("--storepass-file %s: cannot read: %s"),
                               c->storepass_file, strerror(-r));
 
         len = strcspn(buf, "\r\n");
@@ -891,7 +875,7 @@ static int read_storepass(Config *c, char **ret_error) {
         if (r < 0) {
                 explicit_bzero(buf, size);
                 free(buf);
-                return errorf(ret_error, r,
+                return error_set(ret_error, r,
                               _("--storepass-file %s: must hold the password on one line"),
                               c->storepass_file);
         }
@@ -950,27 +934,27 @@ static int validate_acme(const Config *c, char **ret_error) {
 
         if (!c->auto_acme_cert) {
                 if (c->auto_acme_email)
-                        return errorf(ret_error, -EINVAL, "%s",
+                        return error_set(ret_error, -EINVAL, "%s",
                                       _("--auto-acme-email requires --auto-acme-cert"));
                 if (c->auto_acme_agree_to_tos)
-                        return errorf(ret_error, -EINVAL, "%s",
+                        return error_set(ret_error, -EINVAL, "%s",
                                       _("--auto-acme-agree-to-tos requires --auto-acme-cert"));
                 if (c->auto_acme_testca)
-                        return errorf(ret_error, -EINVAL, "%s",
+                        return error_set(ret_error, -EINVAL, "%s",
                                       _("--auto-acme-testca requires --auto-acme-cert"));
                 return 0;
         }
         if (c->keystore || c->cert || c->key)
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("--auto-acme-cert and --keystore/--cert/--key are mutually exclusive"));
         if (!c->auto_acme_email)
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("--auto-acme-cert requires --auto-acme-email"));
         if (!strchr(c->auto_acme_email, '@') || strpbrk(c->auto_acme_email, " \t\r\n,<>"))
-                return errorf(ret_error, -EINVAL, _("--auto-acme-email: \"%s\" is not an e-mail address"),
+                return error_set(ret_error, -EINVAL, _("--auto-acme-email: \"%s\" is not an e-mail address"),
                               c->auto_acme_email);
         if (!c->auto_acme_agree_to_tos)
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("--auto-acme-cert requires --auto-acme-agree-to-tos (read the CA's "
                                 "terms of service first)"));
         /* One DNS name: letters, digits, '-' and dots; no wildcard, since
@@ -980,15 +964,15 @@ static int validate_acme(const Config *c, char **ret_error) {
                         break;
         if (*p || c->auto_acme_cert[0] == '.' || c->auto_acme_cert[0] == '-' ||
             strlen(c->auto_acme_cert) > 253 || strstr(c->auto_acme_cert, ".."))
-                return errorf(ret_error, -EINVAL,
+                return error_set(ret_error, -EINVAL,
                               _("--auto-acme-cert: \"%s\" is not a DNS name (wildcards cannot be "
                                 "validated with TLS-ALPN-01)"),
                               c->auto_acme_cert);
         if (c->auto_acme_ca && !acme_url_ok(c->auto_acme_ca))
-                return errorf(ret_error, -EINVAL, _("--auto-acme-ca: \"%s\" is not an http(s) URL"),
+                return error_set(ret_error, -EINVAL, _("--auto-acme-ca: \"%s\" is not an http(s) URL"),
                               c->auto_acme_ca);
         if (c->auto_acme_testca && !acme_url_ok(c->auto_acme_testca))
-                return errorf(ret_error, -EINVAL,
+                return error_set(ret_error, -EINVAL,
                               _("--auto-acme-testca: \"%s\" is not an http(s) URL"),
                               c->auto_acme_testca);
         return 0;
@@ -1000,25 +984,25 @@ static int validate_credentials(const Config *c, char **ret_error) {
         if (c->auto_acme_cert)
                 return validate_acme(c, ret_error);
         if (c->keystore && (c->cert || c->key))
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("--keystore and --cert/--key are mutually exclusive"));
         if (c->cert && !c->key)
-                return errorf(ret_error, -EINVAL, "%s", _("--cert requires --key"));
+                return error_set(ret_error, -EINVAL, "%s", _("--cert requires --key"));
         if (c->key && !c->cert)
-                return errorf(ret_error, -EINVAL, "%s", _("--key requires --cert"));
+                return error_set(ret_error, -EINVAL, "%s", _("--key requires --cert"));
         if (!c->keystore && !c->cert)
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("at least one of --keystore, --cert/--key or --auto-acme-cert is required"));
         r = validate_acme(c, ret_error);
         if (r < 0)
                 return r;
         if (c->storepass && !c->keystore)
-                return errorf(ret_error, -EINVAL, "%s", _("--storepass requires --keystore"));
+                return error_set(ret_error, -EINVAL, "%s", _("--storepass requires --keystore"));
         if (c->storepass && c->storepass_file)
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("--storepass and --storepass-file are mutually exclusive"));
         if (c->storepass_file && !c->keystore)
-                return errorf(ret_error, -EINVAL, "%s", _("--storepass-file requires --keystore"));
+                return error_set(ret_error, -EINVAL, "%s", _("--storepass-file requires --keystore"));
         return 0;
 }
 
@@ -1026,20 +1010,20 @@ static int validate_access(const Config *c, char **ret_error) {
         bool rules = c->allow_cn || c->allow_ou || c->allow_dns || c->allow_ip || c->allow_uri;
 
         if (!c->disable_authentication && !c->allow_all && !rules)
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("at least one of --allow-all, --allow-cn, --allow-ou, --allow-dns, "
                                 "--allow-ip, --allow-uri or --disable-authentication is required"));
         if (!c->disable_authentication && c->allow_all && rules)
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("--allow-all is mutually exclusive with other access control flags"));
         if (c->disable_authentication && (c->allow_all || rules))
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("--disable-authentication is mutually exclusive with other access "
                                 "control flags"));
 
         STRV_FOREACH(p, c->allow_uri)
                 if (!uri_pattern_valid(*p))
-                        return errorf(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                       _("--allow-uri: invalid pattern \"%s\" ('**' may only be the last segment)"),
                                       *p);
 
@@ -1047,7 +1031,7 @@ static int validate_access(const Config *c, char **ret_error) {
                 unsigned char buf[sizeof(struct in6_addr)];
 
                 if (inet_pton(AF_INET, *ip, buf) != 1 && inet_pton(AF_INET6, *ip, buf) != 1)
-                        return errorf(ret_error, -EINVAL,
+                        return error_set(ret_error, -EINVAL,
                                       _("--allow-ip: \"%s\" is not an IPv4 or IPv6 address"), *ip);
         }
         return 0;
@@ -1059,9 +1043,9 @@ int config_validate(const Config *c, char **ret_error) {
         assert(c);
 
         if (!c->listen_set)
-                return errorf(ret_error, -EINVAL, "%s", _("--listen is required"));
+                return error_set(ret_error, -EINVAL, "%s", _("--listen is required"));
         if (!c->target_set)
-                return errorf(ret_error, -EINVAL, "%s", _("--target is required"));
+                return error_set(ret_error, -EINVAL, "%s", _("--target is required"));
 
         r = validate_credentials(c, ret_error);
         if (r < 0)
@@ -1072,7 +1056,7 @@ int config_validate(const Config *c, char **ret_error) {
                 return r;
 
         if (!c->unsafe_target && !address_is_local_target(c->target.spec))
-                return errorf(ret_error, -EINVAL, "%s",
+                return error_set(ret_error, -EINVAL, "%s",
                               _("--target must be unix:PATH, localhost:PORT, 127.0.0.1:PORT or "
                                 "[::1]:PORT (unless --unsafe-target is set)"));
         return 0;
