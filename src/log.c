@@ -34,6 +34,10 @@ void log_setup(void) {
                 log_max_level = LOG_DEBUG;
 }
 
+bool log_is_journal(void) {
+        return log_to_journal;
+}
+
 void log_set_max_level(int level) {
         log_max_level = level;
 }

@@ -6,6 +6,7 @@
  * Functions return the negative errno they were given so that
  * `return log_error_errno(r, "...: %m");` works as in systemd. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <syslog.h>
 
@@ -17,6 +18,8 @@ typedef struct LogField {
 } LogField;
 
 void log_setup(void);
+/* True when messages go to the journal (stderr is the journal's stream). */
+bool log_is_journal(void);
 void log_set_max_level(int level);
 int log_get_max_level(void);
 /* Forces stderr output (used by tests and when --help style output matters). */

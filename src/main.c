@@ -76,6 +76,11 @@ int main(int argc, char *argv[]) {
         (void) bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
         (void) textdomain(GETTEXT_PACKAGE);
         log_setup();
+        /* Under systemd nobody reads a terminal: journal entries stay
+         * English (errors quoted in them, and %m, included), whatever
+         * LANG the system hands the service. */
+        if (log_is_journal())
+                (void) setlocale(LC_MESSAGES, "C");
 
         if (argc < 2) {
                 print_usage(stderr);
