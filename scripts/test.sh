@@ -21,12 +21,19 @@ build build-asan -Db_sanitize=address,undefined -Db_lundef=false
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 
-echo "== unit tests (plain build)"
-meson test -C build --print-errorlogs --suite unit
+echo "== unit tests and checks of units, man pages, translations, catalog (plain build)"
+meson test -C build --print-errorlogs
 echo "== unit tests (ASan+UBSan build)"
 meson test -C build-asan --print-errorlogs --suite unit
 
 echo "== integration tests (ASan+UBSan build)"
 TLSGATE_BIN="$PWD/build-asan/tlsgate" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+echo "== real systemd: socket activation, reload, drain, journal, ACME under nspawn"
+if [ "$(id -u)" -eq 0 ]; then
+        /usr/bin/python3 tests/systemd/nspawn-e2e.py
+else
+        sudo /usr/bin/python3 tests/systemd/nspawn-e2e.py
+fi
+
 echo "== integration tests (plain build)"
 TLSGATE_BIN="$PWD/build/tlsgate" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration

@@ -96,8 +96,15 @@ static void format_peer(const struct sockaddr *sa, socklen_t len, char *buf, siz
                 snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
         } else if (sa->sa_family == AF_INET6) {
                 const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) sa;
-                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-                snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+                /* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d;
+                 * people and their filters know them as a.b.c.d. */
+                if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+                        inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
+                        snprintf(buf, size, "%s:%u", host, ntohs(in6->sin6_port));
+                } else {
+                        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+                        snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+                }
         } else if (sa->sa_family == AF_UNIX) {
                 const struct sockaddr_un *un = (const struct sockaddr_un *) sa;
                 if (len > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0])

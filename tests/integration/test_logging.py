@@ -57,3 +57,13 @@ def test_quiet(start_proxy, make_backend, ctx_for, pki, quiet):
         silenced = "all" in quiet or kind in quiet
         assert present != silenced, "%s lines %s with --quiet %s; log:\n%s" % (
             kind, "present" if present else "missing", quiet, log)
+
+
+def test_ipv4_client_on_dual_stack_listener_logged_as_ipv4(start_proxy, backend, ctx_for, pki):
+    """":PORT" listens dual-stack; an IPv4 client is logged as a.b.c.d:port,
+    not as ::ffff:a.b.c.d, so filters on TLSGATE_PEER find it."""
+    port = tg_daemon.free_port()
+    proxy = start_proxy(backend, listen=":%d" % port, addr=("127.0.0.1", port))
+    o = assert_allowed(proxy, backend, ctx_for(pki.client))
+    line = proxy.wait_log("opening pipe", "127.0.0.1:%d" % o.local[1])
+    assert "::ffff:" not in line, line
