@@ -37,3 +37,6 @@ fi
 
 echo "== integration tests (plain build)"
 TLSGATE_BIN="$PWD/build/tlsgate" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+echo "== packages: Debian (lintian) and RPM (rpmlint), each running the unit tests at build time"
+packaging/check-packages.sh
