@@ -307,6 +307,14 @@ def test_backoff_gives_up_with_the_ca_error(acme_factory, backend):
     assert rc != 0, "exit code 0 after giving up:\n" + gate.log()
     assert took >= sum(WAITS) * 0.9, "gave up after %.2fs: too early for 5 attempts" % took
     assert gate.notify.find("READY", "1") is None, "READY=1 without a certificate"
+    # While it obtains the first certificate, tlsgate asks systemd for more
+    # start time before each attempt rather than relying on TimeoutStartSec=.
+    extends = [int(m[2]["EXTEND_TIMEOUT_USEC"]) for m in gate.notify.messages
+               if "EXTEND_TIMEOUT_USEC" in m[2]]
+    assert len(extends) >= 5, "EXTEND_TIMEOUT_USEC= before each attempt: %r" % extends
+    assert all(e > 60 * 1000000 for e in extends), extends
+    status = [m[2]["STATUS"] for m in gate.notify.messages if "STATUS" in m[2]]
+    assert any("Obtaining a certificate for" in s for s in status), status
     tail = "\n".join(gate.log_lines()[-5:]).lower()
     assert any(s in tail for s in (url, "127.0.0.1:%d" % dead, "port %d" % dead)), \
         "the final message does not name the CA:\n" + gate.log()
