@@ -16,6 +16,7 @@
 #include "authz.h"
 #include "config.h"
 #include "duration.h"
+#include "metrics.h"
 #include "strv.h"
 #include "util.h"
 
@@ -36,6 +37,7 @@ typedef enum OptionFlags {
         OPTION_NONZERO = 1 << 2,  /* durations: 0 is refused */
         OPTION_NONEMPTY = 1 << 3, /* strings: "" is refused */
         OPTION_CMDLINE_ONLY = 1 << 4, /* --config, --help: not in a config file */
+        OPTION_RELOADABLE = 1 << 5, /* re-applied on reload; others need a restart */
 } OptionFlags;
 
 typedef struct Option Option;
@@ -173,6 +175,27 @@ static void reset_quiet(Config *c) {
         c->quiet = 0;
 }
 
+/* --status: HOST:PORT is served over HTTPS with the server certificate;
+ * http://HOST:PORT, unix:PATH and systemd:NAME over plain HTTP. */
+static int set_status(Config *c, const char *flag, const char *value, char **ret_error) {
+        const char *rest = startswith(value, "http://");
+        int r;
+
+        r = set_address(&c->status, &c->status_set, true, flag, rest ? rest : value, ret_error);
+        if (r < 0)
+                return r;
+        c->status_http = rest || c->status.kind != ADDRESS_TCP;
+        return 0;
+}
+
+static int set_proxy_protocol_mode(Config *c, const char *flag, const char *value,
+                                   char **ret_error) {
+        if (proxy_mode_from_string(value, &c->proxy_protocol_mode) < 0)
+                return error_set(ret_error, -EINVAL,
+                              _("--%s: must be conn, tls or tls-full, not \"%s\""), flag, value);
+        return 0;
+}
+
 #define CFG(field) offsetof(Config, field)
 
 static const Option options[] = {
@@ -186,18 +209,25 @@ static const Option options[] = {
           N_("Address to forward connections to: HOST:PORT or unix:PATH (required)."), NULL },
         { "unsafe-target", OPTION_BOOL, 0, CFG(unsafe_target), NULL, NULL,
           N_("Allow a --target other than localhost, 127.0.0.1, [::1] or a UNIX socket."), NULL },
-        { "keystore", OPTION_PATH, 0, CFG(keystore), NULL, "PATH",
+        { "proxy-protocol", OPTION_BOOL, 0, CFG(proxy_protocol), NULL, NULL,
+          N_("Send a PROXY protocol v2 header with the client's address to the target "
+             "(the same as --proxy-protocol-mode=conn)."), NULL },
+        { "proxy-protocol-mode", OPTION_SETTER, 0, 0, set_proxy_protocol_mode, "MODE",
+          N_("Send a PROXY protocol v2 header to the target: conn (addresses), tls (and the "
+             "TLS version, SNI and ALPN) or tls-full (and the client certificate and its CN)."),
+          NULL },
+        { "keystore", OPTION_PATH, OPTION_RELOADABLE, CFG(keystore), NULL, "PATH",
           N_("Keystore with certificate and key (combined PEM or PKCS#12)."), NULL },
-        { "storepass", OPTION_STRING, 0, CFG(storepass), NULL, "PASS",
+        { "storepass", OPTION_STRING, OPTION_RELOADABLE, CFG(storepass), NULL, "PASS",
           N_("Password for the keystore (PKCS#12 only)."), NULL },
-        { "storepass-file", OPTION_PATH, 0, CFG(storepass_file), NULL, "PATH",
+        { "storepass-file", OPTION_PATH, OPTION_RELOADABLE, CFG(storepass_file), NULL, "PATH",
           N_("Read the keystore password from this file (one line) instead of --storepass."),
           NULL },
-        { "cert", OPTION_PATH, 0, CFG(cert), NULL, "PATH",
+        { "cert", OPTION_PATH, OPTION_RELOADABLE, CFG(cert), NULL, "PATH",
           N_("Certificate chain (PEM), used with --key."), NULL },
-        { "key", OPTION_PATH, 0, CFG(key), NULL, "PATH",
+        { "key", OPTION_PATH, OPTION_RELOADABLE, CFG(key), NULL, "PATH",
           N_("Private key for --cert (PEM)."), NULL },
-        { "cacert", OPTION_PATH, 0, CFG(cacert), NULL, "PATH",
+        { "cacert", OPTION_PATH, OPTION_RELOADABLE, CFG(cacert), NULL, "PATH",
           N_("CA bundle (PEM) client certificates must chain to. Default: system trust store."), NULL },
         { "auto-acme-cert", OPTION_PATH, 0, CFG(auto_acme_cert), NULL, "FQDN",
           N_("Obtain and renew a public certificate for this name over ACME (TLS-ALPN-01, "
@@ -210,26 +240,35 @@ static const Option options[] = {
           N_("ACME directory URL of the CA."), ACME_DEFAULT_CA },
         { "auto-acme-testca", OPTION_PATH, 0, CFG(auto_acme_testca), NULL, "URL",
           N_("ACME directory URL of a test CA; when set, --auto-acme-ca is ignored."), NULL },
-        { "allow-all", OPTION_BOOL, 0, CFG(allow_all), NULL, NULL,
+        { "allow-all", OPTION_BOOL, OPTION_RELOADABLE, CFG(allow_all), NULL, NULL,
           N_("Allow every client with a valid certificate."), NULL },
-        { "allow-cn", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_cn), NULL, "CN",
+        { "allow-cn", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
+          CFG(allow_cn), NULL, "CN",
           N_("Allow clients with this subject common name (can be repeated)."), NULL },
-        { "allow-ou", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_ou), NULL, "OU",
+        { "allow-ou", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
+          CFG(allow_ou), NULL, "OU",
           N_("Allow clients with this organizational unit (can be repeated)."), NULL },
-        { "allow-dns", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_dns), NULL, "DNS",
+        { "allow-dns", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
+          CFG(allow_dns), NULL, "DNS",
           N_("Allow clients with this DNS subject alternative name (can be repeated)."), NULL },
-        { "allow-ip", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_ip), NULL, "IP",
+        { "allow-ip", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
+          CFG(allow_ip), NULL, "IP",
           N_("Allow clients with this IP subject alternative name (can be repeated)."), NULL },
-        { "allow-uri", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY, CFG(allow_uri), NULL, "URI",
+        { "allow-uri", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
+          CFG(allow_uri), NULL, "URI",
           N_("Allow clients with a URI subject alternative name matching this pattern; "
              "'*' matches one path segment, a final '**' any rest (can be repeated)."), NULL },
-        { "allow-dns-san", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN,
+        { "allow-dns-san", OPTION_STRV,
+          OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN | OPTION_RELOADABLE,
           CFG(allow_dns), NULL, "DNS", NULL, NULL },
-        { "allow-ip-san", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN,
+        { "allow-ip-san", OPTION_STRV,
+          OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN | OPTION_RELOADABLE,
           CFG(allow_ip), NULL, "IP", NULL, NULL },
-        { "allow-uri-san", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN,
+        { "allow-uri-san", OPTION_STRV,
+          OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN | OPTION_RELOADABLE,
           CFG(allow_uri), NULL, "URI", NULL, NULL },
-        { "disable-authentication", OPTION_BOOL, 0, CFG(disable_authentication), NULL, NULL,
+        { "disable-authentication", OPTION_BOOL, OPTION_RELOADABLE, CFG(disable_authentication),
+          NULL, NULL,
           N_("Do not ask clients for a certificate at all."), NULL },
         { "connect-timeout", OPTION_DURATION, OPTION_NONZERO, CFG(connect_timeout), NULL, "DURATION",
           N_("Timeout for the TLS handshake and for connecting to the target."), "10s" },
@@ -241,6 +280,9 @@ static const Option options[] = {
           N_("Most connections handled at once; 0 means no limit."), "0" },
         { "shutdown-timeout", OPTION_DURATION, 0, CFG(shutdown_timeout), NULL, "DURATION",
           N_("On shutdown, close connections still open after this long."), "5m" },
+        { "timed-reload", OPTION_DURATION, 0, CFG(timed_reload), NULL, "DURATION",
+          N_("Reload the certificate, key, CA bundle and access rules this often, as SIGHUP "
+             "does, but quietly when nothing changed; 0 means never."), "0s" },
         { "max-tls-version", OPTION_SETTER, 0, 0, set_max_tls_version, "VERSION",
           N_("Highest TLS version to offer: TLS1.2 or TLS1.3."), "TLS1.3" },
         { "cipher-suites", OPTION_SETTER, 0, 0, set_cipher_suites, "LIST",
@@ -249,6 +291,17 @@ static const Option options[] = {
         { "quiet", OPTION_SETTER, OPTION_REPEATABLE, 0, set_quiet, "WHAT",
           N_("Silence log messages: all, conns, conn-errs or handshake-errs (can be repeated)."),
           NULL, reset_quiet },
+        { "status", OPTION_SETTER, 0, 0, set_status, "ADDR",
+          N_("Serve /_status and /_metrics on ADDR: HOST:PORT over HTTPS with the server "
+             "certificate, http://HOST:PORT, unix:PATH or systemd:NAME over plain HTTP."), NULL },
+        { "target-status", OPTION_PATH, 0, CFG(target_status), NULL, "URL",
+          N_("Check the backend for /_status with a GET of this http(s) URL (2xx is healthy) "
+             "instead of a TCP connect to --target."), NULL },
+        { "metrics-prefix", OPTION_STRING, OPTION_NONEMPTY, CFG(metrics_prefix), NULL, "PREFIX",
+          N_("Prefix of the metric names on /_metrics."), "tlsgate" },
+        { "enable-shutdown", OPTION_BOOL, 0, CFG(enable_shutdown), NULL, NULL,
+          N_("Shut down gracefully, as on SIGTERM, on POST /_shutdown to the status port."),
+          NULL },
         { "help", OPTION_HELP, OPTION_CMDLINE_ONLY, 0, NULL, NULL, N_("Show this help and exit."),
           NULL },
 };
@@ -439,6 +492,9 @@ void config_done(Config *c) {
         strv_free(c->allow_dns);
         strv_free(c->allow_ip);
         strv_free(c->allow_uri);
+        address_done(&c->status);
+        free(c->target_status);
+        free(c->metrics_prefix);
         *c = (Config) {};
 }
 
@@ -925,6 +981,164 @@ const char *config_acme_directory(const Config *c) {
         return c->auto_acme_ca ? c->auto_acme_ca : ACME_DEFAULT_CA;
 }
 
+/* Reload. */
+
+static bool strv_equal(char * const *a, char * const *b) {
+        for (; a && *a && b && *b; a++, b++)
+                if (!streq(*a, *b))
+                        return false;
+        return !(a && *a) && !(b && *b);
+}
+
+/* Options parsed by a setter have no single field to compare. A setter
+ * missing here counts as changed, so that the warning on every reload
+ * shows that it needs an entry. */
+static bool setter_equal(const Option *o, const Config *a, const Config *b) {
+        if (o->set == set_listen)
+                return a->listen_set == b->listen_set && streq_ptr(a->listen.spec, b->listen.spec);
+        if (o->set == set_target)
+                return a->target_set == b->target_set && streq_ptr(a->target.spec, b->target.spec);
+        if (o->set == set_max_tls_version)
+                return a->max_tls_version == b->max_tls_version;
+        if (o->set == set_cipher_suites)
+                return a->n_cipher_suites == b->n_cipher_suites &&
+                       memcmp(a->cipher_suites, b->cipher_suites,
+                              sizeof(a->cipher_suites[0]) * a->n_cipher_suites) == 0;
+        if (o->set == set_quiet)
+                return a->quiet == b->quiet;
+        if (o->set == set_status)
+                return a->status_set == b->status_set && a->status_http == b->status_http &&
+                       streq_ptr(a->status.spec, b->status.spec);
+        if (o->set == set_proxy_protocol_mode)
+                return a->proxy_protocol_mode == b->proxy_protocol_mode;
+        return false;
+}
+
+static bool option_equal(const Option *o, const Config *a, const Config *b) {
+        switch (o->kind) {
+        case OPTION_BOOL:
+                return *FIELD(a, o, bool) == *FIELD(b, o, bool);
+        case OPTION_PATH:
+        case OPTION_STRING:
+                return streq_ptr(*FIELD(a, o, char *), *FIELD(b, o, char *));
+        case OPTION_STRV:
+                return strv_equal(*FIELD(a, o, char **), *FIELD(b, o, char **));
+        case OPTION_DURATION:
+                return *FIELD(a, o, usec_t) == *FIELD(b, o, usec_t);
+        case OPTION_UINT:
+                return *FIELD(a, o, unsigned) == *FIELD(b, o, unsigned);
+        case OPTION_SETTER:
+                return setter_equal(o, a, b);
+        case OPTION_HELP:
+                return true;
+        }
+        return true;
+}
+
+int config_diff(const Config *a, const Config *b, bool reloadable, char ***ret) {
+        _cleanup_strv_free_ char **names = NULL;
+
+        assert(a);
+        assert(b);
+        assert(ret);
+
+        for (size_t i = 0; i < ELEMENTSOF(options); i++) {
+                const Option *o = &options[i];
+
+                /* --config and --help come from the same command line; an
+                 * alias is reported under the name it shares a field with. */
+                if ((o->flags & OPTION_CMDLINE_ONLY) || option_slot(o) != i)
+                        continue;
+                if (!!(o->flags & OPTION_RELOADABLE) != reloadable || option_equal(o, a, b))
+                        continue;
+                if (strv_extend(&names, o->name) < 0)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(names);
+        return 0;
+}
+
+static void swap_bytes(void *a, void *b, size_t n) {
+        uint8_t *x = a, *y = b;
+
+        for (size_t i = 0; i < n; i++) {
+                uint8_t t = x[i];
+                x[i] = y[i];
+                y[i] = t;
+        }
+}
+
+void config_swap_reloadable(Config *a, Config *b) {
+        assert(a);
+        assert(b);
+
+        for (size_t i = 0; i < ELEMENTSOF(options); i++) {
+                const Option *o = &options[i];
+                size_t size;
+
+                /* Once per field: swapping an alias's field again would undo it. */
+                if (!(o->flags & OPTION_RELOADABLE) || option_slot(o) != i)
+                        continue;
+                switch (o->kind) {
+                case OPTION_BOOL:
+                        size = sizeof(bool);
+                        break;
+                case OPTION_PATH:
+                case OPTION_STRING:
+                        size = sizeof(char *);
+                        break;
+                case OPTION_STRV:
+                        size = sizeof(char **);
+                        break;
+                case OPTION_DURATION:
+                        size = sizeof(usec_t);
+                        break;
+                case OPTION_UINT:
+                        size = sizeof(unsigned);
+                        break;
+                default:
+                        /* A reloadable setter would need its own swap. */
+                        assert(false);
+                        continue;
+                }
+                swap_bytes(FIELD(a, o, uint8_t), FIELD(b, o, uint8_t), size);
+        }
+}
+
+static int strv_copy_into(char * const *from, char ***to) {
+        STRV_FOREACH(s, from)
+                if (strv_extend(to, *s) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+int config_access_copy(const Config *c, Config **ret) {
+        _cleanup_(config_access_freep) Config *a = NULL;
+
+        assert(c);
+        assert(ret);
+
+        a = calloc(1, sizeof *a);
+        if (!a)
+                return -ENOMEM;
+        a->allow_all = c->allow_all;
+        a->disable_authentication = c->disable_authentication;
+        if (strv_copy_into(c->allow_cn, &a->allow_cn) < 0 ||
+            strv_copy_into(c->allow_ou, &a->allow_ou) < 0 ||
+            strv_copy_into(c->allow_dns, &a->allow_dns) < 0 ||
+            strv_copy_into(c->allow_ip, &a->allow_ip) < 0 ||
+            strv_copy_into(c->allow_uri, &a->allow_uri) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+Config *config_access_free(Config *c) {
+        config_done(c);
+        free(c);
+        return NULL;
+}
+
 static bool acme_url_ok(const char *url) {
         return startswith(url, "https://") || startswith(url, "http://");
 }
@@ -1037,6 +1251,35 @@ static int validate_access(const Config *c, char **ret_error) {
         return 0;
 }
 
+/* Both on one TCP port would share it through SO_REUSEPORT, silently. */
+static bool status_conflicts(const Address *s, const Address *l) {
+        if (s->kind != l->kind)
+                return false;
+        if (s->kind == ADDRESS_TCP)
+                return streq_ptr(s->port, l->port) && !streq_ptr(s->port, "0");
+        return streq_ptr(s->path, l->path);
+}
+
+static int validate_status(const Config *c, char **ret_error) {
+        if (!c->status_set && c->target_status)
+                return error_set(ret_error, -EINVAL, "%s", _("--target-status requires --status"));
+        if (!c->status_set && c->enable_shutdown)
+                return error_set(ret_error, -EINVAL, "%s", _("--enable-shutdown requires --status"));
+        if (c->target_status && !acme_url_ok(c->target_status))
+                return error_set(ret_error, -EINVAL, _("--target-status: \"%s\" is not an http(s) URL"),
+                              c->target_status);
+        if (c->metrics_prefix && !metrics_prefix_valid(c->metrics_prefix))
+                return error_set(ret_error, -EINVAL,
+                              _("--metrics-prefix: \"%s\" must start with a letter, '_' or ':' and "
+                                "hold at most 64 letters, digits, '_', ':', '.' or '-'"),
+                              c->metrics_prefix);
+        if (c->status_set && c->listen_set && status_conflicts(&c->status, &c->listen))
+                return error_set(ret_error, -EINVAL,
+                              _("--status %s: must not use the port, path or socket name of --listen"),
+                              c->status.spec);
+        return 0;
+}
+
 int config_validate(const Config *c, char **ret_error) {
         int r;
 
@@ -1052,6 +1295,14 @@ int config_validate(const Config *c, char **ret_error) {
                 return r;
 
         r = validate_access(c, ret_error);
+        if (r < 0)
+                return r;
+
+        if (c->proxy_protocol && c->proxy_protocol_mode != PROXY_MODE_OFF)
+                return error_set(ret_error, -EINVAL, "%s",
+                              _("--proxy-protocol and --proxy-protocol-mode are mutually exclusive"));
+
+        r = validate_status(c, ret_error);
         if (r < 0)
                 return r;
 

@@ -10,6 +10,7 @@
 
 #include "address.h"
 #include "macro.h"
+#include "proxy-protocol.h"
 
 typedef enum QuietFlags {
         QUIET_CONNS = 1 << 0,          /* "opening pipe"/"closed pipe" */
@@ -38,6 +39,10 @@ typedef struct Config {
         Address target;
         bool listen_set, target_set;
         bool unsafe_target;
+        /* PROXY protocol v2 header to the target: --proxy-protocol (Ghostunnel's
+         * older flag, meaning conn) or --proxy-protocol-mode, not both. */
+        bool proxy_protocol;
+        ProxyMode proxy_protocol_mode; /* PROXY_MODE_OFF unless given */
 
         /* Credentials: paths only, loading is creds.c's job. */
         char *keystore;
@@ -64,6 +69,7 @@ typedef struct Config {
         usec_t close_timeout;     /* default 60s */
         usec_t max_conn_lifetime; /* default 0 = off */
         usec_t shutdown_timeout;  /* default 5m */
+        usec_t timed_reload;      /* default 0 = off */
         unsigned max_concurrent_conns; /* 0 = unlimited */
 
         TlsVersion max_tls_version;   /* default TLS 1.3 */
@@ -71,6 +77,14 @@ typedef struct Config {
         unsigned n_cipher_suites;     /* default AES,CHACHA */
 
         unsigned quiet;               /* QuietFlags */
+
+        /* Status port (status.c): /_status, /_metrics, /_shutdown. */
+        Address status;
+        bool status_set;
+        bool status_http;             /* plain HTTP: http://HOST:PORT, unix:PATH, systemd:NAME */
+        char *target_status;          /* backend check URL; NULL: TCP connect to --target */
+        char *metrics_prefix;         /* default "tlsgate" */
+        bool enable_shutdown;         /* POST /_shutdown */
 } Config;
 
 /* Sets the defaults. */
@@ -124,6 +138,27 @@ int config_validate(const Config *c, char **ret_error);
  * to a message naming the flag and the file, never the password. */
 #define STOREPASS_FILE_MAX 4096
 int config_resolve_credentials(Config *c, const char *credentials_dir, char **ret_error);
+
+/* Reload: which settings may change while running. The reloadable ones
+ * (--cert, --key, --keystore, --storepass, --storepass-file, --cacert,
+ * --allow-*, --disable-authentication) are marked in the option table; the
+ * others need a restart. config_diff() stores in *ret the canonical names
+ * (no dashes, no hidden aliases) of the settings of one group (reloadable
+ * true or false) whose values differ between a and b, in table order;
+ * NULL when none. Returns 0 or -ENOMEM. Pure. */
+int config_diff(const Config *a, const Config *b, bool reloadable, char ***ret);
+/* Exchanges the values of every reloadable setting between a and b. Cannot
+ * fail; calling it twice restores both. */
+void config_swap_reloadable(Config *a, Config *b);
+
+/* A new Config holding copies of c's access rules only (--allow-*,
+ * --allow-all, --disable-authentication), everything else zero: what
+ * authz_check() reads. A credential keeps one, so that a connection is
+ * verified and authorized by one generation of the settings even when a
+ * reload replaces them during its handshake. Returns 0 or -ENOMEM. */
+int config_access_copy(const Config *c, Config **ret);
+Config *config_access_free(Config *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_access_free);
 
 /* The ACME directory URL in effect (--auto-acme-testca wins over --auto-acme-ca). */
 const char *config_acme_directory(const Config *c);

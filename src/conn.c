@@ -12,6 +12,8 @@
 #include "conn.h"
 #include "duration.h"
 #include "log.h"
+#include "metrics.h"
+#include "proxy-protocol.h"
 
 /* One record's worth per direction: big enough for full 16 KiB TLS records,
  * small enough that a slow peer holds back the fast one (backpressure). */
@@ -49,6 +51,7 @@ struct Conn {
         GateClass gate;         /* the first ClientHello's class (ALPN gate) */
         bool gate_decided;
         bool bundle_chosen;     /* a probe's certificate is picked once, even across HRR */
+        bool refusal_logged;    /* a hook refused the handshake and said why */
         bool send_blocked;      /* a TLS send (or bye) is waiting for POLLOUT */
         bool recv_wants_write;  /* a TLS read must write first (key update) */
 
@@ -70,6 +73,14 @@ const char *conn_state_to_string(ConnState s) {
 
 static bool quiet(const Conn *c, unsigned what) {
         return (c->server->config->quiet & what) != 0;
+}
+
+/* Time since accept, for the metrics. */
+static usec_t conn_age(const Conn *c) {
+        usec_t now = 0;
+
+        (void) sd_event_now(c->server->event, CLOCK_MONOTONIC, &now);
+        return now > c->start ? now - c->start : 0;
 }
 
 #define CONN_FIELDS(c)                                                                    \
@@ -147,6 +158,7 @@ Conn *conn_free(Conn *c) {
         if (c->next)
                 c->next->prev = c->prev;
         s->n_conns--;
+        metrics_conn_closed(s->metrics, conn_age(c));
         free(c);
 
         if (s->on_conn_freed)
@@ -172,8 +184,15 @@ int conn_retrieve_certificate(gnutls_session_t session, const struct gnutls_cert
         *certs = c->bundle->pcerts;
         *n_certs = c->bundle->n_pcerts;
         *key = c->bundle->key;
-        *ocsp = NULL;
-        *n_ocsp = 0;
+        /* The leaf's OCSP staple, if the bundle carries one (src/ocsp.c): it
+         * lives as long as the bundle, and GnuTLS skips it after exptime. */
+        if (c->bundle->staple.response.data) {
+                *ocsp = &c->bundle->staple;
+                *n_ocsp = 1;
+        } else {
+                *ocsp = NULL;
+                *n_ocsp = 0;
+        }
         *flags = 0;
         return 0;
 }
@@ -201,18 +220,21 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
 
         switch (c->state) {
         case CONN_HANDSHAKE:
+                metrics_handshake_failed(c->server->metrics, true);
                 if (!quiet(c, QUIET_HANDSHAKE_ERRS))
                         conn_log(c, LOG_WARNING, 0, MESSAGE_ID_HANDSHAKE_FAILED,
                                  "error on TLS handshake from %s: timed out after --connect-timeout",
                                  c->peer);
                 break;
         case CONN_DIALING:
+                metrics_dial_failed(c->server->metrics);
                 if (!quiet(c, QUIET_CONN_ERRS))
                         conn_log(c, LOG_WARNING, 0, MESSAGE_ID_DIAL_FAILED,
                                  "error on dial to %s for %s: timed out after --connect-timeout",
                                  c->server->config->target.spec, c->peer);
                 break;
         default:
+                metrics_conn_timeout(c->server->metrics);
                 conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: --close-timeout reached, closing",
                          c->id_str);
         }
@@ -223,6 +245,7 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_lifetime(sd_event_source *s, uint64_t usec, void *userdata) {
         Conn *c = userdata;
 
+        metrics_conn_timeout(c->server->metrics);
         if (!quiet(c, QUIET_CONN_ERRS))
                 conn_log(c, LOG_INFO, 0, NULL, "closing connection from %s: --max-conn-lifetime reached",
                          c->peer);
@@ -248,6 +271,11 @@ static int conn_arm_deadline(Conn *c, usec_t timeout) {
 }
 
 static void conn_log_handshake_error(Conn *c, const char *reason) {
+        /* One line per refusal: a hook that refused already named the
+         * reason, GnuTLS's generic error for it would only mislead. */
+        if (c->refusal_logged)
+                return;
+        c->refusal_logged = true;
         if (!quiet(c, QUIET_HANDSHAKE_ERRS))
                 conn_log(c, LOG_WARNING, 0, MESSAGE_ID_HANDSHAKE_FAILED,
                          "error on TLS handshake from %s: %s", c->peer, reason);
@@ -258,6 +286,7 @@ static void conn_log_handshake_error(Conn *c, const char *reason) {
 static int on_target_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
 static void conn_dial_failed(Conn *c, int error) {
+        metrics_dial_failed(c->server->metrics);
         if (!quiet(c, QUIET_CONN_ERRS))
                 conn_log(c, LOG_WARNING, error, MESSAGE_ID_DIAL_FAILED,
                          "error on dial to %s for %s: %m", c->server->config->target.spec,
@@ -265,15 +294,102 @@ static void conn_dial_failed(Conn *c, int error) {
         conn_close(c);
 }
 
+static const char *tls_version_name(gnutls_protocol_t v) {
+        /* Go's tls.VersionName(), which Ghostunnel sends. */
+        switch (v) {
+        case GNUTLS_TLS1_2:
+                return "TLS 1.2";
+        case GNUTLS_TLS1_3:
+                return "TLS 1.3";
+        default:
+                return gnutls_protocol_get_name(v);
+        }
+}
+
+/* Allocates the client-to-target buffer and, with --proxy-protocol(-mode),
+ * puts the PROXY v2 header in it: the pump then sends the header before any
+ * byte from the client, whom it reads only once the buffer is empty, so
+ * backpressure is unchanged. A header with a large client certificate may
+ * exceed PIPE_BUFFER_SIZE: the buffer grows to fit it (reads still take at
+ * most PIPE_BUFFER_SIZE). Logs its own errors, except -ENOMEM. */
+static int conn_setup_c2t(Conn *c) {
+        const Config *cfg = c->server->config;
+        ProxyInfo info = {
+                .mode = cfg->proxy_protocol ? PROXY_MODE_CONN : cfg->proxy_protocol_mode,
+        };
+        struct sockaddr_storage src, dst;
+        socklen_t src_len = sizeof src, dst_len = sizeof dst;
+        char sni[256];
+        size_t sni_len = sizeof sni, size = 0;
+        unsigned sni_type = 0, n_peers = 0;
+        gnutls_datum_t alpn = {};
+        const gnutls_datum_t *peers = NULL;
+        int r;
+
+        if (info.mode == PROXY_MODE_OFF) {
+                c->c2t.buf = malloc(PIPE_BUFFER_SIZE);
+                return c->c2t.buf ? 0 : -ENOMEM;
+        }
+
+        /* The client's address and the one it connected to (for a unix
+         * listener, its path); without them the header says UNSPEC. */
+        if (getpeername(c->fd, (struct sockaddr *) &src, &src_len) >= 0 &&
+            getsockname(c->fd, (struct sockaddr *) &dst, &dst_len) >= 0) {
+                info.src = (const struct sockaddr *) &src, info.src_len = src_len;
+                info.dst = (const struct sockaddr *) &dst, info.dst_len = dst_len;
+        }
+        if (gnutls_server_name_get(c->session, sni, &sni_len, &sni_type, 0) >= 0 &&
+            sni_type == GNUTLS_NAME_DNS)
+                info.authority = sni;
+        if (gnutls_alpn_get_selected_protocol(c->session, &alpn) >= 0)
+                info.alpn = alpn.data, info.alpn_len = alpn.size;
+        info.tls_version = tls_version_name(gnutls_protocol_get_version(c->session));
+        if (c->creds->request_client_cert)
+                peers = gnutls_certificate_get_peers(c->session, &n_peers);
+        if (peers && n_peers > 0) {
+                /* Verified on this connection, even a resumed one
+                 * (conn_verify_resumed()): both flags, as Ghostunnel sets them. */
+                info.cert_conn = info.cert_sess = true;
+                info.cn = c->client_cn;
+                info.cert = peers[0].data, info.cert_len = peers[0].size;
+        }
+
+        r = proxy_v2_header_size(&info, &size);
+        if (r >= 0) {
+                size = MAX(size, (size_t) PIPE_BUFFER_SIZE);
+                c->c2t.buf = malloc(size);
+                if (!c->c2t.buf)
+                        return -ENOMEM;
+                r = proxy_v2_header(&info, c->c2t.buf, size, &c->c2t.len);
+        }
+        if (r < 0) {
+                if (!quiet(c, QUIET_CONN_ERRS))
+                        conn_log(c, LOG_WARNING, r, NULL,
+                                 r == -E2BIG ? "cannot send the PROXY protocol header to %s for %s: "
+                                               "more than 64 KiB with the client certificate"
+                                             : "cannot send the PROXY protocol header to %s for %s: %m",
+                                 cfg->target.spec, c->peer);
+                return r;
+        }
+        c->c2t.off = 0;
+        conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: PROXY protocol v2 header (%s), %zu bytes",
+                 c->id_str, proxy_mode_to_string(info.mode), c->c2t.len);
+        return 0;
+}
+
 static int conn_start_piping(Conn *c) {
         ConnServer *s = c->server;
+        int r;
 
-        c->c2t.buf = malloc(PIPE_BUFFER_SIZE);
+        r = conn_setup_c2t(c);
+        if (r < 0)
+                return r;
         c->t2c.buf = malloc(PIPE_BUFFER_SIZE);
-        if (!c->c2t.buf || !c->t2c.buf)
+        if (!c->t2c.buf)
                 return -ENOMEM;
 
         conn_set_state(c, CONN_PIPING);
+        metrics_piping(s->metrics);
         /* The connect timeout covered handshake and dial; from now on the
          * deadline only serves --close-timeout. */
         sd_event_source_set_enabled(c->deadline, SD_EVENT_OFF);
@@ -286,15 +402,17 @@ static int conn_start_piping(Conn *c) {
 }
 
 static void conn_dial_finished(Conn *c) {
-        int error = 0;
+        int error = 0, r;
         socklen_t len = sizeof error;
 
         if (getsockopt(c->target_fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
                 error = errno;
         if (error != 0)
                 return conn_dial_failed(c, error);
-        if (conn_start_piping(c) < 0) {
-                log_oom();
+        r = conn_start_piping(c);
+        if (r < 0) {
+                if (r == -ENOMEM)
+                        log_oom();
                 conn_close(c);
         }
 }
@@ -348,7 +466,10 @@ static int conn_verify_resumed(Conn *c, const char **ret_reason) {
 }
 
 static void conn_handshake_done(Conn *c) {
-        const Config *cfg = c->server->config;
+        /* The rules of the credential this connection was accepted with,
+         * whose trust list also verified the chain: a reload during the
+         * handshake changes neither. */
+        const Config *access = c->creds->access;
         const gnutls_datum_t *peers;
         unsigned n_peers = 0;
         const char *reason = NULL, *rule = NULL;
@@ -364,7 +485,7 @@ static void conn_handshake_done(Conn *c) {
                 conn_log(c, ok ? LOG_INFO : LOG_WARNING, 0, NULL,
                          ok ? "challenge probe from %s for %s completed"
                             : "challenge probe from %s for %s did not negotiate acme-tls/1, closing",
-                         c->peer, c->sni);
+                         c->peer, c->sni[0] ? c->sni : "(no SNI)");
                 (void) gnutls_bye(c->session, GNUTLS_SHUT_WR);
                 return conn_close(c);
         }
@@ -375,10 +496,12 @@ static void conn_handshake_done(Conn *c) {
         peers = gnutls_certificate_get_peers(c->session, &n_peers);
         if (!peers || n_peers == 0) {
                 conn_log_handshake_error(c, "client did not present a certificate");
+                metrics_handshake_failed(c->server->metrics, false);
                 return conn_close(c);
         }
         if (gnutls_session_is_resumed(c->session) && conn_verify_resumed(c, &reason) < 0) {
                 conn_log_handshake_error(c, reason);
+                metrics_handshake_failed(c->server->metrics, false);
                 return conn_close(c);
         }
 
@@ -388,13 +511,14 @@ static void conn_handshake_done(Conn *c) {
                 if (crt)
                         gnutls_x509_crt_deinit(crt);
                 conn_log_handshake_error(c, "cannot parse the client certificate");
+                metrics_handshake_failed(c->server->metrics, false);
                 return conn_close(c);
         }
         gnutls_x509_crt_deinit(crt);
         if (id.cn)
                 c->client_cn = strdup(id.cn);
 
-        if (authz_check(cfg, &id, &rule) != AUTHZ_ALLOW) {
+        if (authz_check(access, &id, &rule) != AUTHZ_ALLOW) {
                 peer_identity_done(&id);
                 if (!quiet(c, QUIET_HANDSHAKE_ERRS))
                         conn_log(c, LOG_WARNING, 0, MESSAGE_ID_CLIENT_DENIED,
@@ -403,6 +527,7 @@ static void conn_handshake_done(Conn *c) {
                 /* Best effort: tell a TLS 1.3 client, which saw the handshake
                  * succeed, why it is closed. */
                 (void) gnutls_alert_send(c->session, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
+                metrics_denied(c->server->metrics);
                 return conn_close(c);
         }
         peer_identity_done(&id);
@@ -417,8 +542,10 @@ static void conn_handshake_step(Conn *c) {
 
         for (unsigned i = 0; i < PUMP_ROUNDS_MAX; i++) {
                 r = gnutls_handshake(c->session);
-                if (r == GNUTLS_E_SUCCESS)
+                if (r == GNUTLS_E_SUCCESS) {
+                        metrics_handshake_done(c->server->metrics, conn_age(c));
                         return conn_handshake_done(c);
+                }
                 if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
                         (void) sd_event_source_set_io_events(
                                 c->io, gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN);
@@ -442,6 +569,7 @@ static void conn_handshake_step(Conn *c) {
                         conn_log_handshake_error(c, "client did not present a certificate");
                 else
                         conn_log_handshake_error(c, gnutls_strerror(r));
+                metrics_handshake_failed(c->server->metrics, false);
                 return conn_close(c);
         }
         /* Too many warnings in a row: let the loop breathe and come back. */
@@ -837,6 +965,7 @@ int conn_new(ConnServer *s, int fd, const struct sockaddr *peer, socklen_t peer_
                 s->conns->prev = c;
         s->conns = c;
         s->n_conns++;
+        metrics_conn_opened(s->metrics);
 
         r = conn_setup_session(c);
         if (r < 0)

@@ -24,6 +24,7 @@ typedef struct ConnServer {
         Creds *creds;                   /* what new handshakes use */
         gnutls_datum_t ticket_key;      /* session ticket encryption key */
         struct Challenges *challenges;  /* ACME: pending TLS-ALPN-01 challenges; NULL: no gate */
+        struct Metrics *metrics;        /* counters for /_metrics; NULL: none */
         struct sockaddr_storage target;
         socklen_t target_len;
 

@@ -38,11 +38,49 @@ CertBundle *cert_bundle_ref(CertBundle *b) {
 CertBundle *cert_bundle_unref(CertBundle *b) {
         if (!b || --b->n_ref > 0)
                 return NULL;
-        pcerts_free(b->pcerts, b->n_pcerts);
-        gnutls_privkey_deinit(b->key);
+        if (b->base)
+                cert_bundle_unref(b->base); /* pcerts and key are the base's */
+        else {
+                pcerts_free(b->pcerts, b->n_pcerts);
+                gnutls_privkey_deinit(b->key);
+        }
+        free(b->staple.response.data);
         free(b->subject);
         free(b);
         return NULL;
+}
+
+CertBundle *cert_bundle_base(CertBundle *b) {
+        return b && b->base ? b->base : b;
+}
+
+int cert_bundle_with_staple(CertBundle *b, const gnutls_datum_t *response, time_t exptime,
+                            CertBundle **ret) {
+        _cleanup_(cert_bundle_unrefp) CertBundle *s = NULL;
+        CertBundle *base = cert_bundle_base(b);
+
+        if (!response || response->size == 0)
+                return -EINVAL;
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->n_ref = 1;
+        s->base = cert_bundle_ref(base);
+        s->pcerts = base->pcerts;
+        s->n_pcerts = base->n_pcerts;
+        s->key = base->key;
+        s->not_before = base->not_before;
+        s->not_after = base->not_after;
+        if (base->subject && !(s->subject = strdup(base->subject)))
+                return -ENOMEM;
+        s->staple.response.data = malloc(response->size);
+        if (!s->staple.response.data)
+                return -ENOMEM;
+        memcpy(s->staple.response.data, response->data, response->size);
+        s->staple.response.size = response->size;
+        s->staple.exptime = exptime;
+        *ret = TAKE_PTR(s);
+        return 0;
 }
 
 /* Takes ownership of crts (array and elements) and key on success and
@@ -162,8 +200,11 @@ static int import_pem_key(const gnutls_datum_t *d, const char *password, const c
                                         password ? 0 : GNUTLS_PKCS_PLAIN);
         if (r < 0) {
                 gnutls_x509_privkey_deinit(k);
+                /* No key in the file at all (a PEM keystore with only
+                 * certificates): "no private key found", not a parse error. */
                 if (r == GNUTLS_E_BASE64_DECODING_ERROR ||
-                    r == GNUTLS_E_BASE64_UNEXPECTED_HEADER_ERROR) {
+                    r == GNUTLS_E_BASE64_UNEXPECTED_HEADER_ERROR ||
+                    r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE) {
                         *ret = NULL;
                         return 0;
                 }
@@ -294,6 +335,7 @@ Creds *creds_unref(Creds *c) {
         if (c->priority_probe)
                 gnutls_priority_deinit(c->priority_probe);
         cert_bundle_unref(c->bundle);
+        config_access_free(c->access);
         free(c);
         return NULL;
 }
@@ -327,6 +369,11 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
                 return -ENOMEM;
         cr->n_ref = 1;
         cr->request_client_cert = !c->disable_authentication;
+        /* The rules travel with the trust list: a connection is verified and
+         * authorized by the generation it was accepted with. */
+        r = config_access_copy(c, &cr->access);
+        if (r < 0)
+                return r;
 
         r = gnutls_certificate_allocate_credentials(&cr->x509);
         if (r < 0)

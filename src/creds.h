@@ -20,11 +20,24 @@ typedef struct CertBundle {
         gnutls_privkey_t key;
         char *subject;                  /* leaf subject DN, for messages */
         time_t not_before, not_after;   /* leaf validity */
+        /* A stapled copy (cert_bundle_with_staple()) borrows pcerts and key
+         * from base, which it keeps a reference on; staple.response.data is
+         * NULL without a staple (the leaf's OCSP response, src/ocsp.c). */
+        struct CertBundle *base;
+        gnutls_ocsp_data_st staple;
 } CertBundle;
 
 CertBundle *cert_bundle_ref(CertBundle *b);
 CertBundle *cert_bundle_unref(CertBundle *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(CertBundle *, cert_bundle_unref);
+
+/* A new bundle serving b's chain and key (shared: it references b's base)
+ * with a copy of the DER OCSP response that GnuTLS staples until exptime.
+ * The bundle stays immutable: a new staple is a new bundle. */
+int cert_bundle_with_staple(CertBundle *b, const gnutls_datum_t *response, time_t exptime,
+                            CertBundle **ret);
+/* The bundle without a staple that b was made from (b itself if unstapled). */
+CertBundle *cert_bundle_base(CertBundle *b);
 
 /* Loads the served certificate from --keystore (PEM chain + key, or
  * PKCS#12 with --storepass) or --cert/--key. On failure returns a negative
@@ -38,6 +51,7 @@ typedef struct Creds {
         gnutls_priority_t priority_probe; /* ACME probes: no session tickets */
         CertBundle *bundle;             /* what normal clients get; NULL until ACME obtained one */
         bool request_client_cert;       /* false with --disable-authentication */
+        Config *access;                 /* the access rules of this generation (authz_check()) */
 } Creds;
 
 Creds *creds_ref(Creds *c);

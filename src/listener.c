@@ -145,7 +145,7 @@ static int listen_systemd(const Address *a, int *ret_fd, char **ret_error) {
         _cleanup_strv_free_ char **names = NULL;
         int n, found = -1, matches = 0, r;
 
-        n = sd_listen_fds_with_names(true, &names);
+        n = sd_listen_fds_with_names(false, &names); /* kept for --status systemd:NAME */
         if (n < 0)
                 return error_set(ret_error, n, _("--listen %s: cannot read inherited sockets: %s"),
                             a->spec, strerror(-n));

@@ -56,3 +56,5 @@ int log_fields_internal(int level, int error, const char *message_id, const LogF
 #define MESSAGE_ID_CERT_OBTAINED "3c8f2d6e0a1b4e5f9d7c6b5a4e3f2d10"
 #define MESSAGE_ID_CERT_RENEWED "7b1e9c3d5f2a4b6c8e0d1f3a5c7e9b11"
 #define MESSAGE_ID_RENEWAL_FAILED "e4a2c6b8d0f14e3a9c5b7d1f3e5a7c12"
+#define MESSAGE_ID_RELOAD_FAILED "019f02c829b04d3f93b70417ed251f4a"
+#define MESSAGE_ID_OCSP_REVOKED "3c126ce1d1224a78a1ca804cbdcbd85e"

@@ -60,6 +60,10 @@ static int run_server(int argc, char *argv[]) {
                 log_error_errno(r, "cannot set up: %m");
                 return EXIT_FAILURE;
         }
+        /* A reload reads the settings again from the same flags (and the
+         * --config file they name); argv lives as long as the process. */
+        m->reload.argc = argc;
+        m->reload.argv = argv;
         r = manager_start(m, &error);
         if (r < 0) {
                 if (error)

@@ -10,6 +10,7 @@
 #include "listener.h"
 #include "log.h"
 #include "manager.h"
+#include "status.h"
 
 /* How long accepting pauses after EMFILE/ENFILE before trying again. */
 #define ACCEPT_PAUSE_USEC (250 * USEC_PER_MSEC)
@@ -18,7 +19,7 @@
 
 static void manager_update_accepting(Manager *m);
 
-static void manager_notify_status(Manager *m) {
+void manager_notify_status(Manager *m) {
         const CertBundle *b = m->server.creds ? m->server.creds->bundle : NULL;
         char expiry[32] = "";
         struct tm tm;
@@ -46,11 +47,43 @@ static void manager_ready(Manager *m) {
         (void) sd_notify(false, "READY=1");
 }
 
+void manager_ocsp_follow(Manager *m, bool refresh) {
+        _cleanup_(cert_bundle_unrefp) CertBundle *served = NULL;
+
+        if (!m->ocsp || !m->server.creds)
+                return;
+        /* The stapler may hand back the same chain with its current staple
+         * (a reload of the same certificate). */
+        served = ocsp_stapler_track(m->ocsp, m->server.creds->bundle, refresh);
+        if (served != m->server.creds->bundle)
+                creds_set_bundle(m->server.creds, served);
+}
+
+static void on_ocsp_serve(CertBundle *b, void *userdata) {
+        Manager *m = userdata;
+
+        /* A new bundle (same chain, new staple or none) for new handshakes;
+         * live ones keep the bundle they hold (FACTS.md section 1). Only if
+         * it is still the certificate the credential serves. */
+        if (m->server.creds &&
+            cert_bundle_base(m->server.creds->bundle) == cert_bundle_base(b))
+                creds_set_bundle(m->server.creds, b);
+}
+
+static void on_ocsp_revoked(CertBundle *b, void *userdata) {
+        Manager *m = userdata;
+
+        /* certmagic: a Revoked status forces renewal, with a new key. */
+        if (m->renewer)
+                renewer_force_renewal(m->renewer);
+}
+
 static void on_certificate(CertBundle *bundle, bool renewed, void *userdata) {
         Manager *m = userdata;
 
         /* New handshakes get the new certificate; live ones keep theirs. */
         creds_set_bundle(m->server.creds, bundle);
+        manager_ocsp_follow(m, false);
         manager_ready(m);
         manager_notify_status(m);
 }
@@ -227,40 +260,9 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 }
 
 int manager_reload(Manager *m) {
-        _cleanup_(cert_bundle_unrefp) CertBundle *bundle = NULL;
-        _cleanup_(creds_unrefp) Creds *creds = NULL;
-        _cleanup_free_ char *error = NULL;
-        usec_t now = 0;
-        int r = 0;
-
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-        /* Before READY=1 the unit is still starting: nothing to announce. */
-        if (m->ready)
-                (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu",
-                                  (unsigned long long) now);
-
-        /* Build and check everything new first; swap only when all of it
-         * loaded, so a broken file never replaces working credentials. */
-        if (m->config.auto_acme_cert)
-                /* Only the CA bundle is re-read; ACME certificates renew on their own. */
-                bundle = cert_bundle_ref(m->server.creds->bundle);
-        else
-                r = cert_bundle_load(&m->config, &bundle, &error);
-        if (r >= 0)
-                r = creds_new(&m->config, bundle, conn_retrieve_certificate, &creds, &error);
-        if (r < 0)
-                log_error("reload failed, keeping the current certificate and CA bundle: %s",
-                          error ? error : strerror(-r));
-        else {
-                creds_unref(m->server.creds);
-                m->server.creds = TAKE_PTR(creds);
-                log_info("reloaded certificate (%s) and CA bundle",
-                 bundle ? strempty(bundle->subject) : "none yet");
-        }
-        if (m->ready)
-                (void) sd_notify(false, "READY=1");
-        manager_notify_status(m);
-        return r;
+        /* Build and check everything new first, swap only when all of it
+         * loaded: src/reload.c. */
+        return reload_run(m, RELOAD_SIGNAL);
 }
 
 int manager_new(Config *config, Manager **ret, char **ret_error) {
@@ -281,6 +283,8 @@ int manager_new(Config *config, Manager **ret, char **ret_error) {
         m->server.config = &m->config;
         m->server.on_conn_freed = on_conn_freed;
         m->server.userdata = m;
+        metrics_init(&m->metrics);
+        m->server.metrics = &m->metrics;
 
         /* One key per process: tickets don't survive a restart, which is
          * what a restart after a key compromise needs anyway. */
@@ -295,10 +299,13 @@ int manager_new(Config *config, Manager **ret, char **ret_error) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        status_server_free(m->status);
         conn_server_close_all(&m->server);
         manager_close_listener(m);
         sd_event_source_disable_unref(m->accept_pause);
         sd_event_source_disable_unref(m->shutdown_timer);
+        reload_done(&m->reload);
+        ocsp_stapler_free(m->ocsp);
         renewer_free(m->renewer);
         creds_unref(m->server.creds);
         challenges_free(m->challenges);
@@ -317,7 +324,11 @@ int manager_start(Manager *m, char **ret_error) {
         int r;
 
         /* Everything that can fail because of the configuration is checked
-         * before the socket is opened. */
+         * before the socket is opened. The CA bundle's digest is taken
+         * before it is loaded (for --timed-reload). */
+        r = reload_init(m);
+        if (r < 0)
+                return r;
         if (m->config.auto_acme_cert) {
                 static const RenewerCallbacks cb = {
                         .on_certificate = on_certificate,
@@ -336,6 +347,18 @@ int manager_start(Manager *m, char **ret_error) {
         r = creds_new(&m->config, bundle, conn_retrieve_certificate, &m->server.creds, ret_error);
         if (r < 0)
                 return r;
+        {
+                static const OcspStaplerCallbacks ocsp_cb = {
+                        .on_serve = on_ocsp_serve,
+                        .on_revoked = on_ocsp_revoked,
+                };
+                /* The first fetch runs from the loop; READY=1 does not wait for it. */
+                r = ocsp_stapler_new(m->event, m->config.auto_acme_cert, !!m->config.auto_acme_cert,
+                                     &ocsp_cb, m, &m->ocsp);
+                if (r < 0)
+                        return r;
+                manager_ocsp_follow(m, false);
+        }
         r = target_resolve(&m->config.target, &m->server.target, &m->server.target_len, ret_error);
         if (r < 0)
                 return r;
@@ -364,6 +387,11 @@ int manager_start(Manager *m, char **ret_error) {
         r = sd_event_add_io(m->event, &m->listen_source, m->listen_fd, EPOLLIN, on_accept, m);
         if (r < 0)
                 return r;
+        if (m->config.status_set) {
+                r = status_server_new(m, &m->status, ret_error);
+                if (r < 0)
+                        return r;
+        }
         log_info("listening on %s, forwarding to %s, serving %s", m->config.listen.spec,
                  m->config.target.spec,
                  bundle ? strempty(bundle->subject) : m->config.auto_acme_cert);

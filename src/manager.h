@@ -10,6 +10,9 @@
 #include "challenges.h"
 #include "config.h"
 #include "conn.h"
+#include "metrics.h"
+#include "ocsp.h"
+#include "reload.h"
 #include "renew.h"
 
 typedef struct Manager {
@@ -33,6 +36,16 @@ typedef struct Manager {
         bool shutting_down;
         bool forced;
         sd_event_source *shutdown_timer;
+
+        /* SIGHUP/SIGUSR1/--timed-reload (src/reload.c); main() sets argc/argv. */
+        ReloadState reload;
+
+        /* OCSP stapling of the served certificate (src/ocsp.c). */
+        OcspStapler *ocsp;
+
+        /* --status (src/status.c) and the counters it serves; conn.c counts. */
+        struct StatusServer *status;
+        Metrics metrics;
 } Manager;
 
 /* Takes ownership of *config (it is moved into the manager). On failure
@@ -47,5 +60,15 @@ int manager_start(Manager *m, char **ret_error);
 /* Runs the loop until shutdown; returns the process exit status. */
 int manager_run(Manager *m);
 
-/* Re-reads the certificate, key and CA bundle; keeps the old ones on error. */
+/* SIGHUP/SIGUSR1: re-reads the settings, certificate, key and CA bundle and
+ * applies what can change while running (reload_run()); keeps the old state
+ * on error. */
 int manager_reload(Manager *m);
+
+/* Sends STATUS= describing what is served now. */
+void manager_notify_status(Manager *m);
+
+/* After the served bundle changed (start, reload, renewal): lets the OCSP
+ * stapler follow it, and serves its stapled copy when it has one for the
+ * same certificate. refresh asks the responder again at once (reload). */
+void manager_ocsp_follow(Manager *m, bool refresh);

@@ -21,6 +21,10 @@
 #define RENEW_BACKOFF_CAP (30 * USEC_PER_MINUTE)
 /* Re-check at least this often, so that a clock jump cannot make us late. */
 #define RECHECK_MAX (10 * USEC_PER_MINUTE)
+/* renewer_force_renewal(): at most one forced order per this interval, so a
+ * CA that keeps issuing certificates its responder calls revoked cannot
+ * make us order in a loop. */
+#define FORCE_INTERVAL_MIN (1 * USEC_PER_HOUR)
 
 typedef enum RenewerState {
         RENEWER_IDLE,           /* serving a certificate, renewal timer armed */
@@ -56,6 +60,10 @@ struct Renewer {
         Backoff backoff;
         double scale;           /* TLSGATE_TEST_BACKOFF_SCALE, 1 in production */
         usec_t retry_after;     /* the CA's Retry-After with the last failure (rateLimited) */
+        uint64_t n_obtained, n_failures; /* renewer_get_stats() */
+        char *last_error;       /* the last failure's message; NULL after a success */
+        bool force;             /* renewer_force_renewal(): order at the next timer, due or not */
+        usec_t last_forced;     /* CLOCK_MONOTONIC of the last forced order, 0: none */
 };
 
 static const char *const state_table[_RENEWER_STATE_MAX] = {
@@ -64,6 +72,10 @@ static const char *const state_table[_RENEWER_STATE_MAX] = {
         [RENEWER_ORDERING] = "ordering",
         [RENEWER_BACKOFF] = "retrying",
 };
+
+void renewer_get_stats(const Renewer *r, RenewerStats *ret) {
+        *ret = (RenewerStats) { r->n_obtained, r->n_failures, r->last_error };
+}
 
 const char *renewer_state(const Renewer *r) {
         if (!r->bundle && r->state != RENEWER_BACKOFF)
@@ -79,11 +91,16 @@ static void renewer_schedule_renewal(Renewer *r);
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Renewer *r = userdata;
 
-        if (r->state == RENEWER_IDLE && r->bundle &&
+        if (r->state == RENEWER_IDLE && r->bundle && !r->force &&
             storage_now() < renewal_due(r->not_before, r->not_after))
                 renewer_schedule_renewal(r); /* a periodic re-check, not due yet */
-        else
+        else {
+                if (r->force) {
+                        r->force = false;
+                        (void) sd_event_now(r->event, CLOCK_MONOTONIC, &r->last_forced);
+                }
                 renewer_obtain(r);
+        }
         return 0;
 }
 
@@ -123,6 +140,8 @@ static void renewer_schedule_renewal(Renewer *r) {
 static void renewer_serve(Renewer *r, CertBundle *b) {
         bool renewed = r->bundle != NULL;
 
+        r->force = false;
+
         r->not_before = b->not_before;
         r->not_after = b->not_after;
         cert_bundle_unref(r->bundle);
@@ -133,6 +152,28 @@ static void renewer_serve(Renewer *r, CertBundle *b) {
         (void) backoff_next(&r->backoff, &first); /* the first renewal attempt is due, not delayed */
         r->cb.on_certificate(b, renewed, r->userdata);
         renewer_schedule_renewal(r);
+}
+
+void renewer_force_renewal(Renewer *r) {
+        usec_t now = 0, delay = 0, interval = (usec_t) (FORCE_INTERVAL_MIN * r->scale);
+
+        /* Ordering, waiting for the lock or retrying already: that order's
+         * certificate gets a new key anyway. Nothing served: nothing to replace. */
+        if (!r->bundle || r->state != RENEWER_IDLE || r->force)
+                return;
+        (void) sd_event_now(r->event, CLOCK_MONOTONIC, &now);
+        if (r->last_forced > 0 && now - r->last_forced < interval) {
+                delay = interval - (now - r->last_forced);
+                log_fields(LOG_WARNING, 0, NULL, CERT_FIELDS(r), 1,
+                           "forced renewal for %s: the last one ran %" PRIu64
+                           " s ago, the next in %" PRIu64 " s",
+                           r->domain, (now - r->last_forced) / USEC_PER_SEC, delay / USEC_PER_SEC);
+        }
+        r->force = true;
+        if (renewer_arm(r, delay) < 0) {
+                r->force = false;
+                log_error("cannot arm the renewal timer for %s", r->domain);
+        }
 }
 
 /* --- storage -------------------------------------------------------------- */
@@ -290,6 +331,9 @@ static void renewer_failed(Renewer *r, int error, const char *message) {
         char when[64] = "";
 
         r->state = RENEWER_BACKOFF;
+        r->n_failures++;
+        free(r->last_error);
+        r->last_error = strdup(message);
         if (!backoff_next(&r->backoff, &delay)) {
                 log_fields(LOG_ERR, error, MESSAGE_ID_RENEWAL_FAILED, CERT_FIELDS(r), 1,
                            "could not obtain a certificate for %s after %u attempts: %s",
@@ -357,6 +401,9 @@ static void on_order_done(AcmeOrder *o, int error, const char *problem_type, con
         log_fields(LOG_NOTICE, 0, renewed ? MESSAGE_ID_CERT_RENEWED : MESSAGE_ID_CERT_OBTAINED,
                    CERT_FIELDS(r), 1, "certificate for %s %s, expires %s", r->domain,
                    renewed ? "renewed" : "obtained", expiry);
+        r->n_obtained++;
+        free(r->last_error);
+        r->last_error = NULL;
         renewer_serve(r, b);
 }
 
@@ -515,6 +562,7 @@ Renewer *renewer_free(Renewer *r) {
                 gnutls_privkey_deinit(r->cert_key);
         cert_bundle_unref(r->bundle);
         free(r->account_url);
+        free(r->last_error);
         free(r->root);
         free(r->issuer_key);
         free(r);

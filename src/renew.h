@@ -40,5 +40,21 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Renewer *, renewer_free);
  * storage), with a message naming the file. */
 int renewer_start(Renewer *r, char **ret_error);
 
+/* Orders a new certificate (with a new key, as every order) now, due or
+ * not: its OCSP responder said the served one is revoked. No-op while an
+ * order, a lock wait or a retry is under way, or nothing is served; at most
+ * one forced order per hour (scaled by TLSGATE_TEST_BACKOFF_SCALE). */
+void renewer_force_renewal(Renewer *r);
+
 /* "obtaining", "valid", "renewing", "retrying": for STATUS= and logs. */
 const char *renewer_state(const Renewer *r);
+
+/* For /_status and /_metrics: certificates obtained from the CA by this
+ * process, failed attempts, and the last failure's message (NULL when the
+ * last attempt succeeded or none failed yet). */
+typedef struct RenewerStats {
+        uint64_t obtained;
+        uint64_t failures;
+        const char *last_error;         /* valid until the Renewer changes */
+} RenewerStats;
+void renewer_get_stats(const Renewer *r, RenewerStats *ret);

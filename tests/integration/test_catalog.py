@@ -75,6 +75,14 @@ ENTRIES = {
         MESSAGE="could not renew the certificate for www.example.org: connection refused; "
                 "retrying in 60.0 s, still serving the current one",
         TLSGATE_CERT_NAME="www.example.org"),
+    "3c126ce1d1224a78a1ca804cbdcbd85e": dict(
+        MESSAGE="certificate for www.example.org (serial 03a1f2) is REVOKED according to its "
+                "OCSP responder http://r3.o.lencr.org (since 2027-01-02 03:04:05 UTC, "
+                "keyCompromise): obtaining a new certificate with a new key",
+        TLSGATE_CERT_NAME="www.example.org"),
+    "019f02c829b04d3f93b70417ed251f4a": dict(
+        MESSAGE="reload failed, keeping the current certificate, CA bundle and access rules: "
+                "--cert /etc/tlsgate/web.crt: no certificate found"),
 }
 
 

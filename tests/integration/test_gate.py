@@ -46,7 +46,7 @@ def gate_env(tlsgate_bin, pki, tmp_path_factory, request):
             if not shutil.which(b):
                 pytest.fail("%s not found: install Debian's pebble package" % b, pytrace=False)
         env.pebble.start()
-        env.backend = tg_backends.Backend("echo")
+        env.backend = tg_backends.Backend("echo", record_data=True)
         xdg = str(d / "xdg")
         os.makedirs(xdg)
         argv = ([tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % env.pebble.tls_port,

@@ -201,10 +201,12 @@ class Pebble:
     validity:      certificateValidityPeriod in seconds (None: Pebble's 5 years).
     nonce_reject:  PEBBLE_WFE_NONCEREJECT (percent of good nonces rejected).
     authz_reuse:   PEBBLE_AUTHZREUSE; 0 so that every order needs a challenge.
+    ocsp_url:      ocspResponderURL: the OCSP URL in the certificates' AIA (Pebble
+                   runs no responder; test_ocsp.py brings one).
     """
 
     def __init__(self, workdir, tls_port=None, validity=None, nonce_reject=0, authz_reuse=0,
-                 env=None):
+                 env=None, ocsp_url=None):
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.https = HttpsCA(os.path.join(workdir, "https"))
@@ -226,7 +228,7 @@ class Pebble:
             "privateKey": self.https.key_path,
             "httpPort": self.http_port,
             "tlsPort": self.tls_port,
-            "ocspResponderURL": "",
+            "ocspResponderURL": ocsp_url or "",
             "externalAccountBindingRequired": False,
         }
         if validity is not None:
@@ -339,6 +341,10 @@ class Pebble:
 
     def intermediate_pem(self):
         return self.get(self.mgmt_url("/intermediates/0"))
+
+    def intermediate_key_pem(self):
+        """The issuing intermediate's private key (Pebble hands it out for tests)."""
+        return self.get(self.mgmt_url("/intermediate-keys/0"))
 
     def root_cert(self):
         """The root fetched when pebble last started (also after it stopped)."""

@@ -269,7 +269,7 @@ static void test_unknown_and_positional(void) {
 
         PARSE_ERROR("unknown flag --foo", "--foo");
         PARSE_ERROR("unknown flag -l", "-l", ":8443");
-        PARSE_ERROR("unknown flag --status", "--status", "localhost:1"); /* Ghostunnel-only */
+        PARSE_ERROR("unknown flag --enable-pprof", "--enable-pprof"); /* Ghostunnel-only */
         PARSE_ERROR("unknown flag --Listen", "--Listen=:1");
         PARSE_ERROR("unexpected argument \"server\"", "server", "--listen=:1");
         PARSE_ERROR("unexpected argument \"extra\"", "--listen=:1", "extra");
@@ -1153,6 +1153,131 @@ static void test_print_help(void) {
         CHECK_CONTAINS(buf, "$CREDENTIALS_DIRECTORY");
 }
 
+/* --proxy-protocol (Ghostunnel's older flag: mode conn) and
+ * --proxy-protocol-mode, which exclude each other. */
+static void test_proxy_protocol(void) {
+        static const char *const modes[] = { "conn", "tls", "tls-full" };
+        static const char text[] = "proxy-protocol-mode = tls-full\n";
+        char *err = NULL, **changed = NULL;
+        Config c, d;
+
+        config_init(&c);
+        CHECK_INT_EQ(c.proxy_protocol, false);
+        CHECK_INT_EQ(c.proxy_protocol_mode, PROXY_MODE_OFF);
+        config_done(&c);
+
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+                _cleanup_free_ char *flag = NULL;
+
+                if (asprintf(&flag, "--proxy-protocol-mode=%s", modes[i]) < 0)
+                        abort();
+                config_init(&c);
+                CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV(flag)), 0);
+                CHECK_INT_EQ(c.proxy_protocol_mode, PROXY_MODE_CONN + (int) i);
+                CHECK(!c.proxy_protocol);
+                config_done(&c);
+                VALIDATE_OK(BASE, CREDS, "--allow-all", flag);
+        }
+        VALIDATE_OK(BASE, CREDS, "--allow-all", "--proxy-protocol");
+        VALIDATE_OK(BASE, CREDS, "--allow-all", "--proxy-protocol=false", "--proxy-protocol-mode=tls");
+        VALIDATE_ERROR("--proxy-protocol and --proxy-protocol-mode are mutually exclusive", BASE,
+                       CREDS, "--allow-all", "--proxy-protocol", "--proxy-protocol-mode=conn");
+        VALIDATE_ERROR("--proxy-protocol and --proxy-protocol-mode are mutually exclusive", BASE,
+                       CREDS, "--allow-all", "--proxy-protocol-mode", "tls-full", "--proxy-protocol");
+
+        PARSE_ERROR("--proxy-protocol-mode: must be conn, tls or tls-full, not \"full\"",
+                    "--proxy-protocol-mode=full");
+        PARSE_ERROR("--proxy-protocol-mode: must be conn, tls or tls-full, not \"off\"",
+                    "--proxy-protocol-mode", "off");
+        PARSE_ERROR("--proxy-protocol-mode: must be conn, tls or tls-full, not \"\"",
+                    "--proxy-protocol-mode=");
+        PARSE_ERROR("--proxy-protocol-mode: given more than once", "--proxy-protocol-mode=tls",
+                    "--proxy-protocol-mode=conn");
+        PARSE_ERROR("--proxy-protocol: must be true or false", "--proxy-protocol=tls");
+
+        /* In the file too; a reload notices a change (it needs a restart). */
+        config_init(&c);
+        config_init(&d);
+        CHECK_INT_EQ(config_parse_text(&c, "t.conf", text, strlen(text), &err), 0);
+        CHECK_INT_EQ(c.proxy_protocol_mode, PROXY_MODE_TLS_FULL);
+        CHECK_INT_EQ(config_diff(&c, &d, false, &changed), 0);
+        CHECK(changed && streq(changed[0], "proxy-protocol-mode") && !changed[1]);
+        changed = strv_free(changed);
+        d.proxy_protocol_mode = PROXY_MODE_TLS_FULL;
+        CHECK_INT_EQ(config_diff(&c, &d, false, &changed), 0);
+        CHECK(!changed);
+        free(err);
+        config_done(&c);
+        config_done(&d);
+}
+
+/* --status, --target-status, --metrics-prefix, --enable-shutdown. */
+static void test_status_flags(void) {
+        static const char text[] = "status = http://127.0.0.1:9090\nmetrics-prefix = gate.x\n"
+                                   "enable-shutdown\ntarget-status = http://localhost:1/h\n";
+        char *err = NULL;
+        Config c;
+
+        config_init(&c);
+        CHECK(!c.status_set && !c.target_status && !c.enable_shutdown);
+        CHECK_STR_EQ(c.metrics_prefix, "tlsgate");
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--status=localhost:9090")), 0);
+        CHECK(c.status_set && c.status.kind == ADDRESS_TCP && !c.status_http);
+        CHECK_STR_EQ(c.status.port, "9090");
+        config_done(&c);
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--status", "http://[::1]:9090")), 0);
+        CHECK(c.status_set && c.status.kind == ADDRESS_TCP && c.status_http);
+        CHECK_STR_EQ(c.status.host, "::1");
+        config_done(&c);
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--status=unix:/run/s.sock")), 0);
+        CHECK(c.status.kind == ADDRESS_UNIX && c.status_http);
+        config_done(&c);
+
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--status=systemd:status")), 0);
+        CHECK(c.status.kind == ADDRESS_SYSTEMD && c.status_http);
+        config_done(&c);
+
+        config_init(&c);
+        CHECK_INT_EQ(config_parse_text(&c, "t.conf", text, strlen(text), &err), 0);
+        CHECK(c.status_http && c.enable_shutdown);
+        CHECK_STR_EQ(c.metrics_prefix, "gate.x");
+        CHECK_STR_EQ(c.target_status, "http://localhost:1/h");
+        config_done(&c);
+        CHECK(err == NULL);
+
+        PARSE_ERROR("--status: invalid address", "--status=https://localhost:1");
+        PARSE_ERROR("--status: invalid address", "--status=localhost");
+        PARSE_ERROR("--metrics-prefix: value must not be empty", "--metrics-prefix=");
+
+        VALIDATE_OK(BASE, CREDS, "--allow-all", "--status=localhost:9090",
+                    "--target-status=https://localhost:8080/health", "--enable-shutdown",
+                    "--metrics-prefix=ghostunnel");
+        VALIDATE_OK(BASE, CREDS, "--allow-all", "--metrics-prefix=a:b_c.d-e");
+        VALIDATE_ERROR("--target-status requires --status", BASE, CREDS, "--allow-all",
+                       "--target-status=http://localhost:1/");
+        VALIDATE_ERROR("--enable-shutdown requires --status", BASE, CREDS, "--allow-all",
+                       "--enable-shutdown");
+        VALIDATE_ERROR("--target-status: \"localhost:1\" is not an http(s) URL", BASE, CREDS,
+                       "--allow-all", "--status=localhost:9090", "--target-status=localhost:1");
+        VALIDATE_ERROR("--metrics-prefix: \"1x\" must start with", BASE, CREDS, "--allow-all",
+                       "--metrics-prefix=1x");
+        VALIDATE_ERROR("--metrics-prefix: \"a b\" must start with", BASE, CREDS, "--allow-all",
+                       "--metrics-prefix=a b");
+        /* --listen is :8443: the same port on another address would share it. */
+        VALIDATE_ERROR("--status 127.0.0.1:8443: must not use the port", BASE, CREDS,
+                       "--allow-all", "--status=http://127.0.0.1:8443");
+        VALIDATE_ERROR("must not use the port, path or socket name of --listen",
+                       "--listen=unix:/run/a", "--target=localhost:1", CREDS, "--allow-all",
+                       "--status=unix:/run/a");
+        VALIDATE_OK("--listen=unix:/run/a", "--target=localhost:1", CREDS, "--allow-all",
+                    "--status=unix:/run/b");
+}
+
 int main(void) {
         test_defaults();
         test_all_flags();
@@ -1166,6 +1291,8 @@ int main(void) {
         test_help();
         test_set_option();
         test_validate();
+        test_proxy_protocol();
+        test_status_flags();
 
         {
                 char dir[] = "/tmp/test-config.XXXXXX";

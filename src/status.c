@@ -1,0 +1,884 @@
+/* SPDX-License-Identifier: MIT */
+/* The status port: see status.h. One StatusConn per client connection, a
+ * state machine driven by one I/O source and one deadline timer:
+ *
+ *   accept -> [HANDSHAKE] -> READING --/_status--> CHECKING --+
+ *                               |                              |
+ *                               +--other paths, errors---------+--> WRITING
+ *   WRITING -> BYE (close_notify, FIN) -> DRAINING (read until EOF) -> freed
+ *
+ * DRAINING reads what the client may still send (a POST body, say) before
+ * closing, so that the kernel does not answer unread data with a reset that
+ * could destroy the response on its way. */
+
+#include <arpa/inet.h>
+#include <gnutls/x509.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "build-config.h"
+#include "backend-check.h"
+#include "listener.h"
+#include "log.h"
+#include "manager.h"
+#include "metrics.h"
+#include "status.h"
+#include "util.h"
+
+#define STATUS_REQUEST_MAX (8U * 1024U)
+#define STATUS_CONNS_MAX 64U
+#define STATUS_ACCEPT_BURST 16U
+#define STATUS_LINGER_USEC (2 * USEC_PER_SEC)
+#define STATUS_ACCEPT_PAUSE_USEC (250 * USEC_PER_MSEC)
+#define STATUS_ROUNDS_MAX 16U
+
+#if defined(__clang__)
+#define STATUS_COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define STATUS_COMPILER "gcc " __VERSION__
+#else
+#define STATUS_COMPILER "unknown"
+#endif
+
+typedef enum StatusConnState {
+        SC_HANDSHAKE,
+        SC_READING,
+        SC_CHECKING,    /* waiting for the backend check */
+        SC_WRITING,
+        SC_BYE,         /* close_notify and FIN */
+        SC_DRAINING,
+} StatusConnState;
+
+typedef struct StatusConn StatusConn;
+
+struct StatusConn {
+        StatusServer *server;
+        StatusConn *prev, *next;
+        StatusConnState state;
+        int fd;
+        gnutls_session_t session;       /* NULL: plain HTTP */
+        Creds *creds;                   /* HTTPS: priorities of the served credential */
+        CertBundle *bundle;             /* HTTPS: what status_retrieve_certificate hands out */
+        sd_event_source *io, *deadline;
+        bool head;                      /* HEAD: no body */
+        bool shutdown_after;            /* POST /_shutdown: SIGTERM once answered */
+        char *out;
+        size_t out_len, out_off;
+        char peer[INET6_ADDRSTRLEN + 16];
+        size_t in_len;
+        char in[STATUS_REQUEST_MAX + 1];
+};
+
+struct StatusServer {
+        Manager *manager;
+        int fd;
+        char *unlink_path;
+        sd_event_source *listen_source, *pause;
+        bool paused;
+        gnutls_certificate_credentials_t x509; /* NULL: plain HTTP */
+        BackendCheck *check;            /* one at a time; the requests in SC_CHECKING share it */
+        StatusConn *conns;
+        unsigned n_conns;
+};
+
+static void sc_step(StatusConn *c);
+static void status_update_accepting(StatusServer *s);
+
+static void format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
+        char host[INET6_ADDRSTRLEN] = "?";
+
+        if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+                snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
+        } else if (sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) sa;
+                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+                snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+        } else
+                snprintf(buf, size, "unix:");
+}
+
+/* --- connections ------------------------------------------------------------ */
+
+static StatusConn *sc_free(StatusConn *c) {
+        StatusServer *s;
+
+        if (!c)
+                return NULL;
+        s = c->server;
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->deadline);
+        if (c->session)
+                gnutls_deinit(c->session);
+        /* Only after gnutls_deinit(), as in conn.c. */
+        cert_bundle_unref(c->bundle);
+        creds_unref(c->creds);
+        safe_close(c->fd);
+        free(c->out);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        s->n_conns--;
+        free(c);
+        status_update_accepting(s);
+        return NULL;
+}
+
+static int status_retrieve_certificate(gnutls_session_t session,
+                                       const struct gnutls_cert_retr_st *info,
+                                       gnutls_pcert_st **certs, unsigned *n_certs,
+                                       gnutls_ocsp_data_st **ocsp, unsigned *n_ocsp,
+                                       gnutls_privkey_t *key, unsigned *flags) {
+        StatusConn *c = gnutls_session_get_ptr(session);
+
+        if (!c || !c->bundle)
+                return -1;
+        /* Valid until gnutls_deinit(): the connection holds the bundle. */
+        *certs = c->bundle->pcerts;
+        *n_certs = c->bundle->n_pcerts;
+        *key = c->bundle->key;
+        *ocsp = c->bundle->staple.response.data ? &c->bundle->staple : NULL;
+        *n_ocsp = c->bundle->staple.response.data ? 1 : 0;
+        *flags = 0;
+        return 0;
+}
+
+/* Sets the events the connection waits for; 0 disables its source. */
+static int sc_want(StatusConn *c, uint32_t events) {
+        int r;
+
+        if (events == 0)
+                return sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+        r = sd_event_source_set_io_events(c->io, events);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->io, SD_EVENT_ON);
+        return r;
+}
+
+/* After -EAGAIN: what the transport waits for. */
+static void sc_wait(StatusConn *c, uint32_t plain) {
+        uint32_t ev = plain;
+
+        if (c->session)
+                ev = gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN;
+        if (sc_want(c, ev) < 0)
+                sc_free(c);
+}
+
+static int sc_arm_deadline(StatusConn *c, usec_t timeout) {
+        int r = sd_event_source_set_time_relative(c->deadline, timeout);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->deadline, SD_EVENT_ONESHOT);
+        return r;
+}
+
+/* >0: bytes, 0: end of stream, -EAGAIN: wait, other <0: broken. */
+static ssize_t sc_recv(StatusConn *c, void *buf, size_t n) {
+        ssize_t k;
+
+        if (c->session) {
+                k = gnutls_record_recv(c->session, buf, n);
+                if (k >= 0)
+                        return k;
+                if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
+                        return -EAGAIN;
+                return k == GNUTLS_E_PREMATURE_TERMINATION ? 0 : -EIO;
+        }
+        k = recv(c->fd, buf, n, 0);
+        if (k >= 0)
+                return k;
+        return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+}
+
+static ssize_t sc_send(StatusConn *c, const void *buf, size_t n) {
+        ssize_t k;
+
+        if (c->session) {
+                k = gnutls_record_send(c->session, buf, n);
+                if (k >= 0)
+                        return k;
+                return k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED ? -EAGAIN : -EIO;
+        }
+        k = send(c->fd, buf, n, MSG_NOSIGNAL);
+        if (k >= 0)
+                return k;
+        return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+}
+
+static void sc_drain(StatusConn *c) {
+        char buf[4096];
+
+        for (unsigned i = 0; i < STATUS_ROUNDS_MAX; i++) {
+                ssize_t k = sc_recv(c, buf, sizeof buf);
+                if (k == -EAGAIN)
+                        return sc_wait(c, EPOLLIN);
+                if (k <= 0)
+                        break;
+        }
+        /* End of stream, an error, or more than we care to read. */
+        sc_free(c);
+}
+
+static void sc_write(StatusConn *c) {
+        int r;
+
+        while (c->out_off < c->out_len) {
+                ssize_t k = sc_send(c, c->out + c->out_off, c->out_len - c->out_off);
+                if (k == -EAGAIN)
+                        return sc_wait(c, EPOLLOUT);
+                if (k < 0) {
+                        log_debug("status: cannot send the response to %s", c->peer);
+                        sc_free(c);
+                        return;
+                }
+                c->out_off += (size_t) k;
+        }
+        c->state = SC_BYE;
+        if (c->session) {
+                r = gnutls_bye(c->session, GNUTLS_SHUT_WR);
+                if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+                        return sc_wait(c, EPOLLOUT);
+        }
+        (void) shutdown(c->fd, SHUT_WR);
+        if (c->shutdown_after) {
+                /* The answer is out: shut down exactly as SIGTERM does (the
+                 * signal is blocked and read by the loop's signal source). */
+                c->shutdown_after = false;
+                log_info("shutdown requested by POST /_shutdown from %s", c->peer);
+                (void) kill(getpid(), SIGTERM);
+        }
+        c->state = SC_DRAINING;
+        if (sc_arm_deadline(c, STATUS_LINGER_USEC) < 0) {
+                sc_free(c);
+                return;
+        }
+        sc_drain(c);
+}
+
+static const char *reason_phrase(int code) {
+        switch (code) {
+        case 200:
+                return "OK";
+        case 400:
+                return "Bad Request";
+        case 404:
+                return "Not Found";
+        case 405:
+                return "Method Not Allowed";
+        case 431:
+                return "Request Header Fields Too Large";
+        case 500:
+                return "Internal Server Error";
+        case 503:
+                return "Service Unavailable";
+        default:
+                return "Unknown";
+        }
+}
+
+/* Queues the whole response and starts writing. allow: the Allow header's
+ * value for 405, else NULL. */
+static void sc_respond(StatusConn *c, int code, const char *content_type, const char *body,
+                       size_t body_len, const char *allow) {
+        _cleanup_free_ char *head = NULL;
+        int n;
+
+        n = asprintf(&head,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "%s%s%s"
+                     "Connection: close\r\n"
+                     "\r\n",
+                     code, reason_phrase(code), content_type, body_len, allow ? "Allow: " : "",
+                     strempty(allow), allow ? "\r\n" : "");
+        if (n < 0) {
+                log_oom();
+                sc_free(c);
+                return;
+        }
+        if (c->head)
+                body_len = 0;
+        c->out = malloc((size_t) n + body_len);
+        if (!c->out) {
+                log_oom();
+                sc_free(c);
+                return;
+        }
+        memcpy(c->out, head, (size_t) n);
+        if (body_len > 0)
+                memcpy(c->out + n, body, body_len);
+        c->out_len = (size_t) n + body_len;
+        c->out_off = 0;
+        log_debug("status: %d for %s", code, c->peer);
+
+        c->state = SC_WRITING;
+        if (sc_arm_deadline(c, c->server->manager->config.connect_timeout) < 0) {
+                sc_free(c);
+                return;
+        }
+        sc_write(c);
+}
+
+static void sc_respond_text(StatusConn *c, int code, const char *text, const char *allow) {
+        sc_respond(c, code, "text/plain; charset=utf-8", text, strlen(text), allow);
+}
+
+/* --- /_status ------------------------------------------------------------------ */
+
+static json_object *json_time(time_t t, long usec) {
+        char buf[64], frac[24] = "";
+        struct tm tm;
+
+        if (!gmtime_r(&t, &tm))
+                return NULL;
+        if (usec >= 0)
+                snprintf(frac, sizeof frac, ".%06ld", usec);
+        if (strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+                return NULL;
+        strncat(buf, frac, sizeof buf - strlen(buf) - 1);
+        strncat(buf, "Z", sizeof buf - strlen(buf) - 1);
+        return json_object_new_string(buf);
+}
+
+/* The served certificate's subject alternative names, as text. */
+static json_object *json_cert_names(gnutls_x509_crt_t crt) {
+        json_object *names = json_object_new_array();
+
+        for (unsigned i = 0; names; i++) {
+                char buf[1024], text[INET6_ADDRSTRLEN];
+                size_t size = sizeof buf - 1;
+                int type = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &size, NULL);
+
+                if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+                        break;
+                if (type == GNUTLS_SAN_IPADDRESS) {
+                        if (!inet_ntop(size == 16 ? AF_INET6 : AF_INET, buf, text, sizeof text))
+                                continue;
+                        json_object_array_add(names, json_object_new_string(text));
+                } else if (type == GNUTLS_SAN_DNSNAME || type == GNUTLS_SAN_URI ||
+                           type == GNUTLS_SAN_RFC822NAME) {
+                        buf[size] = '\0';
+                        json_object_array_add(names, json_object_new_string(buf));
+                } else if (type < 0 && type != GNUTLS_E_SHORT_MEMORY_BUFFER)
+                        break;
+        }
+        return names;
+}
+
+static json_object *json_certificate(const CertBundle *b, time_t now) {
+        gnutls_x509_crt_t crt = NULL;
+        json_object *o;
+        char serial[64], hex[2 * sizeof serial + 1] = "";
+        size_t serial_size = sizeof serial;
+
+        if (!b)
+                return NULL;
+        o = json_object_new_object();
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "subject", json_object_new_string(strempty(b->subject)));
+        if (gnutls_x509_crt_init(&crt) >= 0 &&
+            gnutls_x509_crt_import(crt, &b->pcerts[0].cert, GNUTLS_X509_FMT_DER) >= 0) {
+                json_object_object_add(o, "names", json_cert_names(crt));
+                if (gnutls_x509_crt_get_serial(crt, serial, &serial_size) >= 0) {
+                        for (size_t i = 0; i < serial_size; i++)
+                                snprintf(hex + 2 * i, 3, "%02x", (unsigned char) serial[i]);
+                        json_object_object_add(o, "serial", json_object_new_string(hex));
+                }
+        }
+        if (crt)
+                gnutls_x509_crt_deinit(crt);
+        json_object_object_add(o, "not_before", json_time(b->not_before, -1));
+        json_object_object_add(o, "not_after", json_time(b->not_after, -1));
+        json_object_object_add(o, "expires_in_seconds",
+                               json_object_new_int64((int64_t) b->not_after - (int64_t) now));
+        return o;
+}
+
+static json_object *json_acme(const Manager *m) {
+        RenewerStats st;
+        json_object *o;
+
+        if (!m->renewer)
+                return NULL;
+        renewer_get_stats(m->renewer, &st);
+        o = json_object_new_object();
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "name", json_object_new_string(m->config.auto_acme_cert));
+        json_object_object_add(o, "state", json_object_new_string(renewer_state(m->renewer)));
+        json_object_object_add(o, "certificates_obtained", json_object_new_int64((int64_t) st.obtained));
+        json_object_object_add(o, "renewal_failures", json_object_new_int64((int64_t) st.failures));
+        json_object_object_add(o, "last_renewal_error",
+                               st.last_error ? json_object_new_string(st.last_error) : NULL);
+        return o;
+}
+
+/* Ghostunnel's fields in its order, then "tlsgate" with what it lacks. */
+static json_object *status_json(StatusServer *s, bool backend_ok, const char *backend_error,
+                                bool *ret_ok) {
+        const Manager *m = s->manager;
+        const CertBundle *b = m->server.creds ? m->server.creds->bundle : NULL;
+        bool listening = m->ready && !m->shutting_down, ok = listening && backend_ok;
+        char hostname[256];
+        struct timespec ts;
+        json_object *o, *x;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        o = json_object_new_object();
+        x = json_object_new_object();
+        if (!o || !x) {
+                json_object_put(o);
+                json_object_put(x);
+                return NULL;
+        }
+        json_object_object_add(o, "ok", json_object_new_boolean(ok));
+        json_object_object_add(o, "status", json_object_new_string(ok ? "ok" : "critical"));
+        json_object_object_add(o, "listen_address", json_object_new_string(m->config.listen.spec));
+        json_object_object_add(o, "forward_address", json_object_new_string(m->config.target.spec));
+        json_object_object_add(o, "backend_ok", json_object_new_boolean(backend_ok));
+        json_object_object_add(o, "backend_status",
+                               json_object_new_string(backend_ok ? "ok" : "critical"));
+        if (!backend_ok)
+                json_object_object_add(o, "backend_error",
+                                       json_object_new_string(strempty(backend_error)));
+        json_object_object_add(o, "time", json_time(ts.tv_sec, ts.tv_nsec / 1000));
+        json_object_object_add(o, "last_reload",
+                               m->reload.n_reloads > 0
+                                       ? json_time((time_t) (m->reload.last_realtime / USEC_PER_SEC),
+                                                   (long) (m->reload.last_realtime % USEC_PER_SEC))
+                                       : NULL);
+        if (gethostname(hostname, sizeof hostname) >= 0) {
+                hostname[sizeof hostname - 1] = '\0';
+                json_object_object_add(o, "hostname", json_object_new_string(hostname));
+        }
+        json_object_object_add(o, "message",
+                               json_object_new_string(!m->ready         ? "initializing"
+                                                      : m->shutting_down ? "draining"
+                                                                         : "listening"));
+        json_object_object_add(o, "revision", json_object_new_string(PACKAGE_VERSION));
+        json_object_object_add(o, "compiler", json_object_new_string(STATUS_COMPILER));
+
+        json_object_object_add(x, "connections", json_object_new_int64(m->server.n_conns));
+        json_object_object_add(x, "certificate", json_certificate(b, ts.tv_sec));
+        json_object_object_add(x, "acme", json_acme(m));
+        json_object_object_add(x, "reloads", json_object_new_int64(m->reload.n_reloads));
+        json_object_object_add(x, "reload_failures", json_object_new_int64(m->reload.n_failures));
+        json_object_object_add(o, "tlsgate", x);
+        *ret_ok = ok;
+        return o;
+}
+
+static void sc_respond_status(StatusConn *c, bool backend_ok, const char *backend_error) {
+        json_object *o;
+        const char *text;
+        bool ok = false;
+
+        o = status_json(c->server, backend_ok, backend_error, &ok);
+        text = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE)
+                 : NULL;
+        if (!text)
+                sc_respond_text(c, 500, "out of memory\n", NULL);
+        else
+                sc_respond(c, ok ? 200 : 503, "application/json", text, strlen(text), NULL);
+        json_object_put(o);
+}
+
+/* --- the backend check ---------------------------------------------------------- */
+
+static void on_backend_checked(bool ok, const char *error, void *userdata) {
+        StatusServer *s = userdata;
+
+        /* Answering may free that connection, never another one. */
+        for (StatusConn *c = s->conns, *next; c; c = next) {
+                next = c->next;
+                if (c->state == SC_CHECKING)
+                        sc_respond_status(c, ok, error);
+        }
+}
+
+/* --- requests ------------------------------------------------------------------ */
+
+static void sc_metrics(StatusConn *c, bool prometheus) {
+        const Manager *m = c->server->manager;
+        const CertBundle *b = m->server.creds ? m->server.creds->bundle : NULL;
+        _cleanup_free_ char *text = NULL;
+        MetricsExtra x = {};
+        char hostname[256] = "unknown";
+        int r;
+
+        if (b) {
+                x.has_cert = true;
+                x.cert_expiry_seconds = (int64_t) b->not_after - (int64_t) time(NULL);
+        }
+        if (m->renewer) {
+                RenewerStats st;
+
+                renewer_get_stats(m->renewer, &st);
+                x.acme = true;
+                x.acme_renewals = st.obtained;
+                x.acme_renewal_failures = st.failures;
+        }
+        if (prometheus)
+                r = metrics_render_prometheus(&m->metrics, &x, m->config.metrics_prefix, &text);
+        else {
+                if (gethostname(hostname, sizeof hostname) < 0)
+                        snprintf(hostname, sizeof hostname, "unknown");
+                hostname[sizeof hostname - 1] = '\0';
+                r = metrics_render_json(&m->metrics, &x, m->config.metrics_prefix, hostname,
+                                        (int64_t) time(NULL), &text);
+        }
+        if (r < 0)
+                return sc_respond_text(c, 500, "out of memory\n", NULL);
+        sc_respond(c, 200,
+                   prometheus ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",
+                   text, strlen(text), NULL);
+}
+
+static bool is_token(const char *s) {
+        if (!*s)
+                return false;
+        for (; *s; s++)
+                if (!(('A' <= *s && *s <= 'Z') || ('a' <= *s && *s <= 'z') ||
+                      ('0' <= *s && *s <= '9') || strchr("!#$%&'*+-.^_`|~", *s)))
+                        return false;
+        return true;
+}
+
+/* format=prometheus anywhere in the query; anything else is JSON, as in
+ * Ghostunnel. */
+static bool query_wants_prometheus(const char *q) {
+        while (q && *q) {
+                size_t n = strcspn(q, "&");
+                if (n == strlen("format=prometheus") && strncmp(q, "format=prometheus", n) == 0)
+                        return true;
+                q += n;
+                if (*q == '&')
+                        q++;
+        }
+        return false;
+}
+
+static void sc_handle(StatusConn *c) {
+        const Config *cfg = &c->server->manager->config;
+        char *line = c->in, *eol, *method, *target, *version, *query, *p;
+        bool get;
+
+        if (memchr(c->in, '\0', c->in_len))
+                return sc_respond_text(c, 400, "bad request\n", NULL);
+        eol = strpbrk(line, "\r\n");
+        *eol = '\0';
+        method = line;
+        target = strchr(method, ' ');
+        if (!target)
+                return sc_respond_text(c, 400, "bad request\n", NULL);
+        *target++ = '\0';
+        version = strchr(target, ' ');
+        if (!version)
+                return sc_respond_text(c, 400, "bad request\n", NULL);
+        *version++ = '\0';
+        if (!is_token(method) || !startswith(version, "HTTP/1.") || strlen(version) != 8 ||
+            version[7] < '0' || version[7] > '9')
+                return sc_respond_text(c, 400, "bad request\n", NULL);
+        c->head = streq(method, "HEAD");
+        get = c->head || streq(method, "GET");
+
+        /* absolute-form ("http://host/_status"): the path after the authority. */
+        if ((p = (char *) startswith(target, "http://")) || (p = (char *) startswith(target, "https://")))
+                target = strchr(p, '/') ? strchr(p, '/') : (char *) "/";
+        if (target[0] != '/')
+                return sc_respond_text(c, 400, "bad request\n", NULL);
+        query = strchr(target, '?');
+        if (query)
+                *query++ = '\0';
+        log_debug("status: %s %s from %s", method, target, c->peer);
+
+        if (streq(target, "/_status")) {
+                if (!get)
+                        return sc_respond_text(c, 405, "method not allowed\n", "GET, HEAD");
+                c->state = SC_CHECKING;
+                /* The check has its own timeout; this only guards against a bug. */
+                if (sc_want(c, 0) < 0 || sc_arm_deadline(c, 2 * cfg->connect_timeout) < 0) {
+                        sc_free(c);
+                        return;
+                }
+                return backend_check_start(c->server->check);
+        }
+        if (streq(target, "/_metrics") || streq(target, "/_metrics/json") ||
+            streq(target, "/_metrics/prometheus")) {
+                if (!get)
+                        return sc_respond_text(c, 405, "method not allowed\n", "GET, HEAD");
+                return sc_metrics(c, streq(target, "/_metrics/prometheus") ||
+                                             (streq(target, "/_metrics") && query_wants_prometheus(query)));
+        }
+        if (streq(target, "/_shutdown") && cfg->enable_shutdown) {
+                if (!streq(method, "POST"))
+                        return sc_respond_text(c, 405, "method not allowed\n", "POST");
+                c->shutdown_after = true;
+                return sc_respond_text(c, 200, "shutting down\n", NULL);
+        }
+        sc_respond_text(c, 404, "404 page not found\n", NULL);
+}
+
+static bool request_complete(const char *buf, size_t len) {
+        return memmem(buf, len, "\r\n\r\n", 4) || memmem(buf, len, "\n\n", 2);
+}
+
+static void sc_read(StatusConn *c) {
+        for (unsigned i = 0; i < STATUS_ROUNDS_MAX; i++) {
+                ssize_t k;
+
+                if (c->in_len >= STATUS_REQUEST_MAX)
+                        return sc_respond_text(c, 431, "request header fields too large\n", NULL);
+                k = sc_recv(c, c->in + c->in_len, STATUS_REQUEST_MAX - c->in_len);
+                if (k == -EAGAIN)
+                        return sc_wait(c, EPOLLIN);
+                if (k <= 0) {
+                        /* Gone before a whole request: nobody to answer. */
+                        sc_free(c);
+                        return;
+                }
+                c->in_len += (size_t) k;
+                c->in[c->in_len] = '\0';
+                if (request_complete(c->in, c->in_len))
+                        return sc_handle(c);
+        }
+        sc_wait(c, EPOLLIN); /* more later: let others run */
+}
+
+static void sc_handshake(StatusConn *c) {
+        for (unsigned i = 0; i < STATUS_ROUNDS_MAX; i++) {
+                int r = gnutls_handshake(c->session);
+
+                if (r == GNUTLS_E_SUCCESS) {
+                        c->state = SC_READING;
+                        return sc_read(c);
+                }
+                if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+                        return sc_wait(c, EPOLLIN);
+                if (gnutls_error_is_fatal(r)) {
+                        log_debug("status: TLS handshake from %s failed: %s", c->peer,
+                                  gnutls_strerror(r));
+                        sc_free(c);
+                        return;
+                }
+        }
+        sc_wait(c, EPOLLIN);
+}
+
+static void sc_step(StatusConn *c) {
+        switch (c->state) {
+        case SC_HANDSHAKE:
+                return sc_handshake(c);
+        case SC_READING:
+                return sc_read(c);
+        case SC_WRITING:
+        case SC_BYE:
+                return sc_write(c);
+        case SC_DRAINING:
+                return sc_drain(c);
+        case SC_CHECKING:
+                return;
+        }
+}
+
+static int on_conn_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        sc_step(userdata);
+        return 0;
+}
+
+static int on_conn_deadline(sd_event_source *source, uint64_t usec, void *userdata) {
+        StatusConn *c = userdata;
+
+        if (c->state != SC_DRAINING)
+                log_debug("status: connection from %s timed out, closing", c->peer);
+        sc_free(c);
+        return 0;
+}
+
+static int sc_setup_tls(StatusConn *c) {
+        StatusServer *s = c->server;
+        Creds *cr = s->manager->server.creds;
+        int r;
+
+        /* ACME before the first certificate: nothing to serve yet. */
+        if (!cr || !cr->bundle)
+                return -ENOKEY;
+        c->creds = creds_ref(cr);
+        c->bundle = cert_bundle_ref(cr->bundle);
+        r = gnutls_init(&c->session, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+        if (r < 0)
+                return errno_from_gnutls(r);
+        gnutls_session_set_ptr(c->session, c);
+        r = gnutls_priority_set(c->session, c->creds->priority);
+        if (r >= 0)
+                r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, s->x509);
+        if (r < 0)
+                return errno_from_gnutls(r);
+        gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_IGNORE);
+        gnutls_handshake_set_timeout(c->session, 0);
+        gnutls_transport_set_int(c->session, c->fd);
+        return 0;
+}
+
+static void sc_new(StatusServer *s, int fd, const struct sockaddr *peer, socklen_t peer_len) {
+        StatusConn *c;
+        int r;
+
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                safe_close(fd);
+                log_oom();
+                return;
+        }
+        c->server = s;
+        c->fd = fd;
+        format_peer(peer, peer_len, c->peer, sizeof c->peer);
+        c->next = s->conns;
+        if (s->conns)
+                s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+
+        c->state = s->x509 ? SC_HANDSHAKE : SC_READING;
+        r = s->x509 ? sc_setup_tls(c) : 0;
+        if (r >= 0)
+                r = sd_event_add_io(s->manager->event, &c->io, fd, EPOLLIN, on_conn_io, c);
+        if (r >= 0)
+                r = sd_event_add_time_relative(s->manager->event, &c->deadline, CLOCK_MONOTONIC,
+                                               s->manager->config.connect_timeout, 0,
+                                               on_conn_deadline, c);
+        if (r < 0) {
+                log_debug_errno(r, "status: cannot serve %s: %m", c->peer);
+                sc_free(c);
+        }
+}
+
+/* --- the listener ---------------------------------------------------------------- */
+
+static void status_update_accepting(StatusServer *s) {
+        bool on = !s->paused && s->n_conns < STATUS_CONNS_MAX;
+
+        if (s->listen_source)
+                (void) sd_event_source_set_enabled(s->listen_source, on ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+static int on_pause_end(sd_event_source *source, uint64_t usec, void *userdata) {
+        StatusServer *s = userdata;
+
+        s->paused = false;
+        status_update_accepting(s);
+        return 0;
+}
+
+static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        StatusServer *s = userdata;
+
+        for (unsigned i = 0; i < STATUS_ACCEPT_BURST && s->n_conns < STATUS_CONNS_MAX; i++) {
+                struct sockaddr_storage peer = {};
+                socklen_t len = sizeof peer;
+                int cfd = accept4(fd, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+                if (cfd >= 0) {
+                        sc_new(s, cfd, (struct sockaddr *) &peer, len);
+                        continue;
+                }
+                if (errno == EAGAIN || errno == EINTR)
+                        break;
+                if (errno == ECONNABORTED || errno == EPROTO)
+                        continue;
+                /* EMFILE and friends: the socket stays readable; pause instead of spinning. */
+                log_debug_errno(errno, "status: accept failed: %m, pausing");
+                s->paused = true;
+                if (s->pause) {
+                        if (sd_event_source_set_time_relative(s->pause, STATUS_ACCEPT_PAUSE_USEC) < 0 ||
+                            sd_event_source_set_enabled(s->pause, SD_EVENT_ONESHOT) < 0)
+                                s->paused = false;
+                } else if (sd_event_add_time_relative(s->manager->event, &s->pause, CLOCK_MONOTONIC,
+                                                      STATUS_ACCEPT_PAUSE_USEC, 0, on_pause_end, s) < 0)
+                        s->paused = false;
+                break;
+        }
+        status_update_accepting(s);
+        return 0;
+}
+
+int status_server_new(Manager *m, StatusServer **ret, char **ret_error) {
+        _cleanup_(status_server_freep) StatusServer *s = NULL;
+        _cleanup_free_ char *error = NULL;
+        const Config *cfg = &m->config;
+        const char *rest;
+        int r;
+
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->manager = m;
+        s->fd = -EBADF;
+
+        if (!cfg->status_http) {
+                r = gnutls_certificate_allocate_credentials(&s->x509);
+                if (r < 0)
+                        return errno_from_gnutls(r);
+                gnutls_certificate_set_retrieve_function3(s->x509, status_retrieve_certificate);
+        }
+        r = backend_check_new(m->event,
+                              &(BackendCheckParams) {
+                                      .target = (const struct sockaddr *) &m->server.target,
+                                      .target_len = m->server.target_len,
+                                      .target_spec = cfg->target.spec,
+                                      .url = cfg->target_status,
+                                      .timeout = cfg->connect_timeout,
+                              },
+                              on_backend_checked, s, &s->check);
+        if (r < 0)
+                return r;
+
+        r = listener_open(&cfg->status, &s->fd, &s->unlink_path, &error);
+        if (r < 0) {
+                /* listener.c names the flag --listen. */
+                rest = error ? startswith(error, "--listen ") : NULL;
+                return error_set(ret_error, r, "--status %s",
+                                 rest ? rest : error ? error : strerror(-r));
+        }
+        r = sd_event_add_io(m->event, &s->listen_source, s->fd, EPOLLIN, on_accept, s);
+        if (r < 0)
+                return r;
+        log_info("status on %s%s (%s)", cfg->status_http && cfg->status.kind == ADDRESS_TCP
+                                                ? "http://" : "",
+                 cfg->status.spec, cfg->status_http ? "HTTP" : "HTTPS");
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+StatusServer *status_server_free(StatusServer *s) {
+        if (!s)
+                return NULL;
+        /* No callbacks from here on: the connections are going away. */
+        s->check = backend_check_free(s->check);
+        while (s->conns)
+                sc_free(s->conns);
+        s->listen_source = sd_event_source_disable_unref(s->listen_source);
+        sd_event_source_disable_unref(s->pause);
+        safe_close(s->fd);
+        if (s->unlink_path) {
+                (void) unlink(s->unlink_path);
+                free(s->unlink_path);
+        }
+        if (s->x509)
+                gnutls_certificate_free_credentials(s->x509);
+        free(s);
+        return NULL;
+}
