@@ -26,6 +26,9 @@ meson test -C build --print-errorlogs
 echo "== unit tests (ASan+UBSan build)"
 meson test -C build-asan --print-errorlogs --suite unit
 
+echo "== fuzzers (libFuzzer + ASan/UBSan, a fixed budget each)"
+tests/fuzz/run.sh
+
 echo "== integration tests (ASan+UBSan build)"
 TLSGATE_BIN="$PWD/build-asan/tlsgate" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 echo "== real systemd: socket activation, reload, drain, journal, ACME under nspawn"

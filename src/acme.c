@@ -210,10 +210,10 @@ static char *string_sanitize(char *s) {
         return s;
 }
 
-/* RFC 8555 6.7 (and 6.7.1 subproblems): keeps type and a detail that tells
+/* RFC 8555 6.7 (and 6.7.1 subproblems): the type and a detail that tells
  * the whole story, since it is what the user gets to read. */
-static int acme_problem_set(AcmeOrder *o, json_object *problem) {
-        _cleanup_free_ char *detail = NULL;
+static int problem_format(json_object *problem, char **ret_type, char **ret_detail) {
+        _cleanup_free_ char *detail = NULL, *type = NULL;
         json_object *subs;
         size_t size = 0;
         FILE *f;
@@ -238,14 +238,44 @@ static int acme_problem_set(AcmeOrder *o, json_object *problem) {
         if (fclose(f) != 0)
                 return -ENOMEM;
 
-        if (free_and_strdup(&o->problem_type, json_str(problem, "type") ?: "about:blank") < 0)
+        type = strdup(json_str(problem, "type") ?: "about:blank");
+        if (!type)
                 return -ENOMEM;
-        string_sanitize(o->problem_type);
+        *ret_type = string_sanitize(TAKE_PTR(type));
+        *ret_detail = string_sanitize(TAKE_PTR(detail));
+        return 0;
+}
+
+static int acme_problem_set(AcmeOrder *o, json_object *problem) {
+        char *type, *detail;
+        int r;
+
+        r = problem_format(problem, &type, &detail);
+        if (r < 0)
+                return r;
+        free(o->problem_type);
+        o->problem_type = type;
         free(o->problem_detail);
-        o->problem_detail = string_sanitize(TAKE_PTR(detail));
+        o->problem_detail = detail;
         log_debug("ACME order for %s: problem %s: %s", o->domain, o->problem_type,
                   o->problem_detail);
         return 0;
+}
+
+int acme_parse_problem(const char *json, size_t len, char **ret_type, char **ret_detail) {
+        _cleanup_(json_object_putp) json_object *j = NULL;
+        _cleanup_free_ char *s = NULL;
+        int r;
+
+        if (!json || !ret_type || !ret_detail)
+                return -EINVAL;
+        s = strndup(json, len); /* json_parse_object() wants the terminator at len */
+        if (!s)
+                return -ENOMEM;
+        r = json_parse_object(s, len, &j);
+        if (r < 0)
+                return r;
+        return problem_format(j, ret_type, ret_detail);
 }
 
 /* A description of our own for the user when there is no problem document. */
@@ -994,4 +1024,24 @@ void acme_order_get_stats(const AcmeOrder *o, AcmeStats *ret) {
 
 usec_t acme_order_get_retry_after(const AcmeOrder *o) {
         return o->retry_after;
+}
+
+int acme_order_feed_response(AcmeOrder *o, const HttpResponse *resp) {
+        int enabled = SD_EVENT_OFF;
+
+        if (!o || !resp)
+                return -EINVAL;
+        if (o->state == ACME_DONE || o->state == ACME_FAILED)
+                return -ESTALE;
+        if (!o->request) {
+                /* Waiting for the timer, as the loop would run it: once, then off. */
+                if (sd_event_source_get_enabled(o->timer, &enabled) < 0 || enabled == SD_EVENT_OFF)
+                        return -ESTALE;
+                (void) sd_event_source_set_enabled(o->timer, SD_EVENT_OFF);
+                (void) on_timer(o->timer, 0, o);
+                return 1; /* o may be gone now */
+        }
+        http_request_cancel(o->request);
+        on_http_response(resp, o);
+        return 0;
 }

@@ -103,3 +103,20 @@ void acme_order_get_stats(const AcmeOrder *o, AcmeStats *ret);
 /* The Retry-After of the last response (RFC 8555 6.6, e.g. with rateLimited),
  * 0 if it had none; for the caller's backoff after a failure. */
 usec_t acme_order_get_retry_after(const AcmeOrder *o);
+
+/* RFC 8555 6.7: the type ("about:blank" when absent) and the detail as
+ * acme_done_t reports them (subproblems and "instance" folded in, control
+ * characters replaced by blanks) of the problem document in json (len
+ * bytes, no terminator needed). Both malloc'ed. -EPROTO when json is not a
+ * JSON object as an ACME response body must be (at most 16 levels deep,
+ * nothing after it but blanks, no NUL), -ENOMEM. */
+int acme_parse_problem(const char *json, size_t len, char **ret_type, char **ret_detail);
+
+/* For the fuzzer and tests: plays the network. When o waits for its timer
+ * (the first step, a poll), that step runs now, sending the next request,
+ * and 1 is returned without looking at resp: call again to answer the
+ * request. Otherwise resp answers the request in flight (which is
+ * cancelled, so nothing goes out) exactly as if it had arrived, and 0 is
+ * returned. done may run in either case, and may free o; then o must not
+ * be used again. -ESTALE when o has finished (nothing in flight, no timer). */
+int acme_order_feed_response(AcmeOrder *o, const HttpResponse *resp);
