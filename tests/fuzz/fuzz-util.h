@@ -102,13 +102,18 @@ static inline void fuzz_clear_dir(const char *dir) {
         CHECK(mkdir(buf, 0700) == 0);
 }
 
-/* A private scratch directory on tmpfs when there is one (the targets write
- * files on every run and storage fsyncs them). */
+/* A private scratch directory, on tmpfs when there is one (the targets write
+ * files on every run and storage fsyncs them). run-fuzzer.sh points
+ * $TLSGATE_FUZZ_SCRATCH at a directory it removes afterwards, so that not
+ * even a crash leaves anything behind; the targets clean up after a normal
+ * exit themselves. */
 static inline char *fuzz_scratch_dir(void) {
-        const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" :
-                           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        const char *base = getenv("TLSGATE_FUZZ_SCRATCH");
         char *d;
 
+        if (!base)
+                base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" :
+                       getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
         if (asprintf(&d, "%s/tlsgate-fuzz-XXXXXX", base) < 0 || !mkdtemp(d))
                 abort();
         return d;

@@ -14,7 +14,14 @@ fuzzer=$1 corpus=$2 dict=$3 artifacts=$4
 seconds=${TLSGATE_FUZZ_SECONDS:-20}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tlsgate-fuzz.XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
+# The targets' scratch files: on tmpfs if there is one, gone even after a crash.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+        scratch=$(mktemp -d /dev/shm/tlsgate-fuzz.XXXXXX)
+else
+        scratch=$(mktemp -d "$work/scratch.XXXXXX")
+fi
+export TLSGATE_FUZZ_SCRATCH="$scratch"
+trap 'rm -rf "$work" "$scratch"' EXIT INT TERM
 rm -rf "$artifacts"
 mkdir -p "$work/corpus" "$artifacts"
 cp "$corpus"/* "$work/corpus/"
