@@ -20,73 +20,34 @@ that tlsgate is still running afterwards.
 """
 import datetime
 import os
-import shutil
 import socket
-import sys
 import time
 
 import pytest
 
-import tg_backends
 import tg_daemon
 import tg_rawtls as raw
 from tg_clients import CliClient
-from tg_pebble import (ACME_TLS_1, CHALLTESTSRV_BIN, DOMAIN, PEBBLE_BIN, Pebble, acme_creds,
-                       client_ctx, dns_sans, echo, log_lines_with, probe, probe_ctx, tcp_peer_str)
+from tg_pebble import (ACME_TLS_1, running_acme_gate, DOMAIN, client_ctx, dns_sans, echo,
+                       log_lines_with, probe, probe_ctx, tcp_peer_str)
 from tg_pebble import acme_factory  # noqa: F401,F811 (a fixture)
 
 VERSIONS = ["1.2", "1.3"]
 RAW_TIMEOUT = 3.0  # every refusal is expected at once; this only bounds a hang
 
 
-class Env:
-    pass
-
-
 @pytest.fixture(scope="module")
 def atk_env(tlsgate_bin, pki, tmp_path_factory, request):
     """One Pebble, one echo backend and one tlsgate (certificate obtained)
     for the module, as in test_gate.py."""
-    d = tmp_path_factory.mktemp("attacks")
-    failed_before = request.session.testsfailed
-    env = Env()
-    env.pebble = Pebble(str(d / "pebble"))
-    env.backend = None
-    env.gate = None
-    env.dir = str(d)
-    try:
-        for b in (PEBBLE_BIN, CHALLTESTSRV_BIN):
-            if not shutil.which(b):
-                pytest.fail("%s not found: install Debian's pebble package" % b, pytrace=False)
-        env.pebble.start()
-        env.backend = tg_backends.Backend("echo", record_data=True)
-        xdg = str(d / "xdg")
-        os.makedirs(xdg)
-        argv = ([tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % env.pebble.tls_port,
-                 "--target", env.backend.target]
-                + acme_creds(env.pebble.directory_url, pki.ca.cert_path)
-                + ["--allow-cn", "client"])
-        env.gate = tg_daemon.Tlsgate(argv, str(d), env={
-            "SSL_CERT_FILE": env.pebble.https_ca_path, "XDG_DATA_HOME": xdg, "HOME": xdg})
-        env.gate.addr = ("127.0.0.1", env.pebble.tls_port)
-        env.gate.start(timeout=15)
+    with running_acme_gate(tlsgate_bin, pki, tmp_path_factory.mktemp("attacks"), request,
+                           "attacks module") as env:
         # The served leaf, as a normal client sees it: what a probe without a
         # pending challenge must get, and nothing else.
         f, _local = raw.exchange(env.gate.addr, raw.ClientHello("1.2"), timeout=RAW_TIMEOUT)
         assert f.certificates, "no certificate in the control flight: %r" % f
         env.served_leaf = f.certificates[0]
         yield env
-    finally:
-        if env.gate:
-            rc = env.gate.cleanup()
-            if request.session.testsfailed > failed_before:
-                sys.stderr.write("\n===== tlsgate (attacks module) exit %s\n%s\n"
-                                 % (rc, env.gate.log()))
-        if env.backend:
-            env.backend.stop()
-        if request.session.testsfailed > failed_before:
-            sys.stderr.write("\n" + env.pebble.logs() + "\n")
-        env.pebble.stop()
 
 
 @pytest.fixture

@@ -10,65 +10,26 @@ obtained its certificate from Pebble.
   is a normal client: it needs a valid, authorized certificate, and it never
   negotiates acme-tls/1.
 """
-import os
-import shutil
-import sys
 import time
 
 import pytest
 
-import tg_backends
 import tg_daemon
 from tg_clients import CliClient
-from tg_pebble import (ACME_TLS_1, CHALLTESTSRV_BIN, DOMAIN, PEBBLE_BIN, Pebble, acme_creds,
-                       client_ctx, dns_sans, echo, log_lines_with, probe, probe_ctx, tcp_peer_str)
+from tg_pebble import (ACME_TLS_1, running_acme_gate, DOMAIN, client_ctx, dns_sans, echo,
+                       log_lines_with, probe, probe_ctx, tcp_peer_str)
 
 VERSIONS = ["1.2", "1.3"]
 GNUTLS_PRIO = {"1.2": "NORMAL:-VERS-ALL:+VERS-TLS1.2", "1.3": "NORMAL:-VERS-ALL:+VERS-TLS1.3"}
-
-
-class Env:
-    pass
 
 
 @pytest.fixture(scope="module")
 def gate_env(tlsgate_bin, pki, tmp_path_factory, request):
     """One Pebble, one echo backend and one tlsgate (certificate obtained) for
     the module. Tests compare the backend's connection count before and after."""
-    d = tmp_path_factory.mktemp("gate")
-    failed_before = request.session.testsfailed
-    env = Env()
-    env.pebble = Pebble(str(d / "pebble"))
-    env.backend = None
-    env.gate = None
-    try:
-        for b in (PEBBLE_BIN, CHALLTESTSRV_BIN):
-            if not shutil.which(b):
-                pytest.fail("%s not found: install Debian's pebble package" % b, pytrace=False)
-        env.pebble.start()
-        env.backend = tg_backends.Backend("echo", record_data=True)
-        xdg = str(d / "xdg")
-        os.makedirs(xdg)
-        argv = ([tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % env.pebble.tls_port,
-                 "--target", env.backend.target]
-                + acme_creds(env.pebble.directory_url, pki.ca.cert_path)
-                + ["--allow-cn", "client"])
-        env.gate = tg_daemon.Tlsgate(argv, str(d), env={
-            "SSL_CERT_FILE": env.pebble.https_ca_path, "XDG_DATA_HOME": xdg, "HOME": xdg})
-        env.gate.addr = ("127.0.0.1", env.pebble.tls_port)
-        env.gate.start(timeout=15)
+    with running_acme_gate(tlsgate_bin, pki, tmp_path_factory.mktemp("gate"), request,
+                           "gate module") as env:
         yield env
-    finally:
-        if env.gate:
-            rc = env.gate.cleanup()
-            if request.session.testsfailed > failed_before:
-                sys.stderr.write("\n===== tlsgate (gate module) exit %s\n%s\n"
-                                 % (rc, env.gate.log()))
-        if env.backend:
-            env.backend.stop()
-        if request.session.testsfailed > failed_before:
-            sys.stderr.write("\n" + env.pebble.logs() + "\n")
-        env.pebble.stop()
 
 
 @pytest.fixture

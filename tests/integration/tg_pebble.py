@@ -22,6 +22,7 @@ Fixtures (import them into a test module to use them):
                                      --auto-acme-* command line against a Pebble
 """
 import base64
+import contextlib
 import datetime
 import hashlib
 import ipaddress
@@ -45,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+import tg_backends
 import tg_daemon
 from tg_clients import MemTLS, recv_exact, tcp_connect
 
@@ -1027,3 +1029,48 @@ def _selftest():
 
 if __name__ == "__main__":
     _selftest()
+
+
+class GateEnv:
+    """What running_acme_gate() yields: pebble, backend, gate (a Tlsgate with .addr)."""
+
+
+@contextlib.contextmanager
+def running_acme_gate(tlsgate_bin, pki, workdir, request, label):
+    """One Pebble, one echo backend (recording data) and one tlsgate that has
+    obtained its certificate, shared by a test module; logs are printed when
+    a test of the module failed."""
+    failed_before = request.session.testsfailed
+    env = GateEnv()
+    env.dir = str(workdir)
+    env.pebble = Pebble(os.path.join(env.dir, "pebble"))
+    env.backend = None
+    env.gate = None
+    try:
+        for b in (PEBBLE_BIN, CHALLTESTSRV_BIN):
+            if not shutil.which(b):
+                pytest.fail("%s not found: install Debian's pebble package" % b, pytrace=False)
+        env.pebble.start()
+        env.backend = tg_backends.Backend("echo", record_data=True)
+        xdg = os.path.join(env.dir, "xdg")
+        os.makedirs(xdg)
+        argv = ([tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % env.pebble.tls_port,
+                 "--target", env.backend.target]
+                + acme_creds(env.pebble.directory_url, pki.ca.cert_path)
+                + ["--allow-cn", "client"])
+        env.gate = tg_daemon.Tlsgate(argv, env.dir, env={
+            "SSL_CERT_FILE": env.pebble.https_ca_path, "XDG_DATA_HOME": xdg, "HOME": xdg})
+        env.gate.addr = ("127.0.0.1", env.pebble.tls_port)
+        env.gate.start(timeout=15)
+        yield env
+    finally:
+        failed = request.session.testsfailed > failed_before
+        if env.gate:
+            rc = env.gate.cleanup()
+            if failed:
+                sys.stderr.write("\n===== tlsgate (%s) exit %s\n%s\n" % (label, rc, env.gate.log()))
+        if env.backend:
+            env.backend.stop()
+        if failed:
+            sys.stderr.write("\n" + env.pebble.logs() + "\n")
+        env.pebble.stop()
