@@ -91,6 +91,8 @@ class Outcome:
         self.cipher = None
         self.session = None
         self.session_reused = None
+        self.leaf_der = None
+        self.alpn = None
 
     @property
     def echoed(self):
@@ -102,11 +104,13 @@ class Outcome:
                    self.cipher, self.session_reused))
 
 
-def try_echo(addr, ctx, payload=None, timeout=5.0, session=None, server_hostname="localhost"):
+def try_echo(addr, ctx, payload=None, timeout=5.0, session=None, server_hostname="localhost",
+             outcome=None):
     """Connects, handshakes, sends payload, reads len(payload) bytes back.
 
-    Never raises for TLS/socket errors: the Outcome records them."""
-    o = Outcome()
+    Never raises for TLS/socket errors: the Outcome (or the given outcome
+    object, e.g. a subclass) records them."""
+    o = outcome if outcome is not None else Outcome()
     o.payload = payload or (b"ping-%d\n" % time.monotonic_ns())
     try:
         raw = tcp_connect(addr, timeout)
@@ -122,6 +126,8 @@ def try_echo(addr, ctx, payload=None, timeout=5.0, session=None, server_hostname
         o.version = s.version()
         o.cipher = s.cipher()[0]
         o.session_reused = s.session_reused
+        o.leaf_der = s.getpeercert(binary_form=True)
+        o.alpn = s.selected_alpn_protocol()
         s.sendall(o.payload)
         o.data = recv_exact(s, len(o.payload), timeout)
         if o.data != o.payload and o.error is None:

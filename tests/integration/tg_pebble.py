@@ -48,7 +48,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 import tg_backends
 import tg_daemon
-from tg_clients import MemTLS, recv_exact, tcp_connect
+from tg_clients import MemTLS, Outcome, try_echo
 
 DOMAIN = "test.example"
 EMAIL = "admin@test.example"
@@ -391,28 +391,21 @@ def probe_ctx(alpn, version=None, cert=None):
     return ctx
 
 
-class Echo:
-    """Result of one connection through tlsgate: handshake, echo, served leaf."""
-
-    def __init__(self):
-        self.local = None
-        self.handshake_ok = False
-        self.leaf = None
-        self.alpn = None
-        self.version = None
-        self.payload = b""
-        self.data = b""
-        self.error = None
-        self.session = None
-        self.session_reused = None
+class Echo(Outcome):
+    """try_echo()'s Outcome with the served leaf parsed, as the ACME tests read it."""
 
     @property
     def ok(self):
-        return self.handshake_ok and self.error is None and self.data == self.payload
+        return self.echoed
+
+    @property
+    def leaf(self):
+        return x509.load_der_x509_certificate(self.leaf_der) if self.leaf_der else None
 
     @property
     def serial(self):
-        return self.leaf.serial_number if self.leaf is not None else None
+        leaf = self.leaf
+        return leaf.serial_number if leaf is not None else None
 
     def __repr__(self):
         return ("<Echo local=%s handshake_ok=%s serial=%s alpn=%s version=%s data=%r error=%r>"
@@ -423,36 +416,7 @@ class Echo:
 def echo(addr, ctx, sni=DOMAIN, payload=None, timeout=5.0, session=None):
     """Handshake with SNI, record the served leaf, send payload, read it back.
     Never raises for TLS/socket errors."""
-    e = Echo()
-    e.payload = payload or (b"ping-%d\n" % time.monotonic_ns())
-    try:
-        raw = tcp_connect(addr, timeout)
-    except OSError as err:
-        e.error = err
-        return e
-    e.local = raw.getsockname()
-    s = None
-    try:
-        s = ctx.wrap_socket(raw, server_hostname=sni, session=session, suppress_ragged_eofs=False)
-        e.handshake_ok = True
-        der = s.getpeercert(binary_form=True)
-        e.leaf = x509.load_der_x509_certificate(der) if der else None
-        e.alpn = s.selected_alpn_protocol()
-        e.version = s.version()
-        e.session_reused = s.session_reused
-        s.sendall(e.payload)
-        e.data = recv_exact(s, len(e.payload), timeout)
-        if e.data != e.payload:
-            e.error = EOFError("short read: %d of %d bytes" % (len(e.data), len(e.payload)))
-        e.session = s.session
-    except (ssl.SSLError, OSError, ValueError) as err:
-        e.error = err
-    finally:
-        try:
-            (s or raw).close()
-        except OSError:
-            pass
-    return e
+    return try_echo(addr, ctx, payload, timeout, session, server_hostname=sni, outcome=Echo())
 
 
 class Probe:
