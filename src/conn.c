@@ -3,6 +3,7 @@
 #include <gnutls/x509.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/un.h>
 
@@ -199,6 +200,17 @@ int conn_retrieve_certificate(gnutls_session_t session, const struct gnutls_cert
 
 static int conn_update_events(Conn *c);
 static void conn_pump(Conn *c);
+
+/* Both legs carry interactive traffic: a small write (a TLS handshake
+ * flight, a 32-byte reply) must leave at once, not wait ~40 ms for Nagle and
+ * the peer's delayed ACK. Go (Ghostunnel) does the same by default. Not a
+ * TCP socket (unix): nothing to do. */
+static void socket_set_nodelay(int fd, int family) {
+        int one = 1;
+
+        if (family == AF_INET || family == AF_INET6)
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
 
 /* Ends the connection with a message; the message is already logged. */
 static void conn_close(Conn *c) {
@@ -425,6 +437,7 @@ static void conn_dial(Conn *c) {
         c->target_fd = socket(s->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->target_fd < 0)
                 return conn_dial_failed(c, errno);
+        socket_set_nodelay(c->target_fd, s->target.ss_family);
 
         r = sd_event_add_io(s->event, &c->target_io, c->target_fd, EPOLLOUT, on_target_io, c);
         if (r < 0)
@@ -950,6 +963,7 @@ int conn_new(ConnServer *s, int fd, const struct sockaddr *peer, socklen_t peer_
         }
         c->server = s;
         c->fd = fd;
+        socket_set_nodelay(fd, peer->sa_family);
         c->target_fd = -EBADF;
         c->id = ++s->next_id;
         c->state = CONN_HANDSHAKE;
