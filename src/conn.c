@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy-protocol.h"
+#include "verify-cache.h"
 
 /* One record's worth per direction: big enough for full 16 KiB TLS records,
  * small enough that a slow peer holds back the fast one (backpressure). */
@@ -53,6 +54,10 @@ struct Conn {
         bool gate_decided;
         bool bundle_chosen;     /* a probe's certificate is picked once, even across HRR */
         bool refusal_logged;    /* a hook refused the handshake and said why */
+        bool peer_checked;      /* verdict holds the client chain's verification and rules */
+        VerifyVerdict verdict;
+        unsigned verify_status; /* why verification failed (GNUTLS_CERT_*), or 0 */
+        const char *verify_error; /* or this, when there is no status to print */
         bool send_blocked;      /* a TLS send (or bye) is waiting for POLLOUT */
         bool recv_wants_write;  /* a TLS read must write first (key update) */
 
@@ -151,6 +156,7 @@ Conn *conn_free(Conn *c) {
         free(c->c2t.buf);
         free(c->t2c.buf);
         free(c->client_cn);
+        verify_verdict_done(&c->verdict);
 
         if (c->prev)
                 c->prev->next = c->next;
@@ -360,7 +366,7 @@ static int conn_setup_c2t(Conn *c) {
                 peers = gnutls_certificate_get_peers(c->session, &n_peers);
         if (peers && n_peers > 0) {
                 /* Verified on this connection, even a resumed one
-                 * (conn_verify_resumed()): both flags, as Ghostunnel sets them. */
+                 * (conn_check_peer()): both flags, as Ghostunnel sets them. */
                 info.cert_conn = info.cert_sess = true;
                 info.cn = c->client_cn;
                 info.cert = peers[0].data, info.cert_len = peers[0].size;
@@ -459,22 +465,100 @@ static gnutls_typed_vdata_st client_purpose[] = {
         { .type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (unsigned char *) GNUTLS_KP_TLS_WWW_CLIENT },
 };
 
-static int conn_verify_resumed(Conn *c, const char **ret_reason) {
-        unsigned status = 0;
+/* The earliest notAfter of the chain and of the trust anchor that verified
+ * it: a cached verdict must not outlive either. 0 if the anchor cannot be
+ * found (then nothing is cached). */
+static time_t chain_expiry(Conn *c, const gnutls_datum_t *peers, unsigned n) {
+        gnutls_x509_trust_list_t tl = NULL;
+        gnutls_x509_crt_t crt = NULL, issuer = NULL;
+        time_t expires = (time_t) INT64_MAX;
+
+        for (unsigned i = 0; i < n; i++) {
+                if (gnutls_x509_crt_init(&crt) < 0)
+                        return 0;
+                if (gnutls_x509_crt_import(crt, &peers[i], GNUTLS_X509_FMT_DER) < 0) {
+                        gnutls_x509_crt_deinit(crt);
+                        return 0;
+                }
+                expires = MIN(expires, gnutls_x509_crt_get_expiration_time(crt));
+                if (i + 1 < n)
+                        gnutls_x509_crt_deinit(crt);
+        }
+        /* The anchor belongs to the trust list (no copy, no deinit). */
+        gnutls_certificate_get_trust_list(c->creds->x509, &tl);
+        if (!tl || gnutls_x509_trust_list_get_issuer(tl, crt, &issuer, 0) < 0 || !issuer)
+                expires = 0;
+        else
+                expires = MIN(expires, gnutls_x509_crt_get_expiration_time(issuer));
+        gnutls_x509_crt_deinit(crt);
+        return expires > 0 ? expires : 0;
+}
+
+/* Verifies the client's chain with this connection's trust list and
+ * applies its access rules, unless this exact chain was judged before by
+ * the same generation (src/verify-cache.c): the result is in c->verdict.
+ * Runs in the handshake (on_verify_peer) and, for a resumed session, which
+ * skips that, after it: the chain may have expired or its CA changed. */
+static int conn_check_peer(Conn *c) {
+        const gnutls_datum_t *peers;
+        unsigned n = 0, status = 0;
+        gnutls_x509_crt_t crt = NULL;
+        PeerIdentity id = {};
+        time_t now = time(NULL), expires;
         int r;
 
-        /* Resumption skips the in-handshake verification: verify the peer
-         * chain again, it may have expired or its CA may have changed. */
+        verify_verdict_done(&c->verdict);
+        c->peer_checked = false;
+        peers = gnutls_certificate_get_peers(c->session, &n);
+        if (!peers || n == 0) {
+                c->verify_error = "client did not present a certificate";
+                return -ENOENT;
+        }
+        r = verify_cache_lookup(c->creds->verified, peers, n, now, &c->verdict);
+        if (r > 0) {
+                c->peer_checked = true;
+                return 0;
+        }
+
         r = gnutls_certificate_verify_peers(c->session, client_purpose, 1, &status);
         if (r < 0) {
-                *ret_reason = gnutls_strerror(r);
+                c->verify_error = gnutls_strerror(r);
                 return -EPERM;
         }
         if (status != 0) {
-                *ret_reason = status & GNUTLS_CERT_EXPIRED ? "resumed session's client certificate has expired"
-                                                           : "resumed session's client certificate is no longer trusted";
+                c->verify_status = status;
                 return -EPERM;
         }
+
+        if (gnutls_x509_crt_init(&crt) < 0 ||
+            gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) < 0 ||
+            peer_identity_from_x509(crt, &id) < 0) {
+                if (crt)
+                        gnutls_x509_crt_deinit(crt);
+                c->verify_error = "cannot parse the client certificate";
+                return -EBADMSG;
+        }
+        gnutls_x509_crt_deinit(crt);
+        c->verdict.allowed = authz_check(c->creds->access, &id, &c->verdict.rule) == AUTHZ_ALLOW;
+        c->verdict.cn = TAKE_PTR(id.cn);
+        peer_identity_done(&id);
+        c->peer_checked = true;
+
+        expires = chain_expiry(c, peers, n);
+        if (expires > now)
+                (void) verify_cache_insert(c->creds->verified, peers, n, expires, &c->verdict);
+        return 0;
+}
+
+/* GnuTLS calls this when the client's Certificate arrives (before its
+ * CertificateVerify is checked): a chain we do not trust ends the
+ * handshake there. The verdict of the access rules is acted on once the
+ * handshake is complete (conn_handshake_done). */
+static int on_verify_peer(gnutls_session_t session) {
+        Conn *c = gnutls_session_get_ptr(session);
+
+        if (!c || conn_check_peer(c) < 0)
+                return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
         return 0;
 }
 
@@ -482,12 +566,7 @@ static void conn_handshake_done(Conn *c) {
         /* The rules of the credential this connection was accepted with,
          * whose trust list also verified the chain: a reload during the
          * handshake changes neither. */
-        const Config *access = c->creds->access;
-        const gnutls_datum_t *peers;
-        unsigned n_peers = 0;
         const char *reason = NULL, *rule = NULL;
-        gnutls_x509_crt_t crt = NULL;
-        PeerIdentity id = {};
 
         if (c->gate == GATE_ACME_PROBE) {
                 gnutls_datum_t alpn = {};
@@ -506,33 +585,23 @@ static void conn_handshake_done(Conn *c) {
         if (!c->creds->request_client_cert)
                 goto allowed;
 
-        peers = gnutls_certificate_get_peers(c->session, &n_peers);
-        if (!peers || n_peers == 0) {
-                conn_log_handshake_error(c, "client did not present a certificate");
-                metrics_handshake_failed(c->server->metrics, false);
-                return conn_close(c);
-        }
-        if (gnutls_session_is_resumed(c->session) && conn_verify_resumed(c, &reason) < 0) {
+        /* A resumed session skipped the verification in the handshake. */
+        if (!c->peer_checked && conn_check_peer(c) < 0) {
+                if (c->verify_status)
+                        reason = c->verify_status & GNUTLS_CERT_EXPIRED
+                                         ? "resumed session's client certificate has expired"
+                                         : "resumed session's client certificate is no longer trusted";
+                else
+                        reason = c->verify_error;
                 conn_log_handshake_error(c, reason);
                 metrics_handshake_failed(c->server->metrics, false);
                 return conn_close(c);
         }
+        /* The identity is the client's only now that it proved it holds the key. */
+        c->client_cn = TAKE_PTR(c->verdict.cn);
+        rule = c->verdict.rule;
 
-        if (gnutls_x509_crt_init(&crt) < 0 ||
-            gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) < 0 ||
-            peer_identity_from_x509(crt, &id) < 0) {
-                if (crt)
-                        gnutls_x509_crt_deinit(crt);
-                conn_log_handshake_error(c, "cannot parse the client certificate");
-                metrics_handshake_failed(c->server->metrics, false);
-                return conn_close(c);
-        }
-        gnutls_x509_crt_deinit(crt);
-        if (id.cn)
-                c->client_cn = strdup(id.cn);
-
-        if (authz_check(access, &id, &rule) != AUTHZ_ALLOW) {
-                peer_identity_done(&id);
+        if (!c->verdict.allowed) {
                 if (!quiet(c, QUIET_HANDSHAKE_ERRS))
                         conn_log(c, LOG_WARNING, 0, MESSAGE_ID_CLIENT_DENIED,
                                  "access denied for %s (CN=%s): no --allow rule matches the client certificate",
@@ -543,7 +612,6 @@ static void conn_handshake_done(Conn *c) {
                 metrics_denied(c->server->metrics);
                 return conn_close(c);
         }
-        peer_identity_done(&id);
         conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: client allowed by %s", c->id_str, rule);
 
 allowed:
@@ -567,11 +635,13 @@ static void conn_handshake_step(Conn *c) {
                 if (!gnutls_error_is_fatal(r))
                         continue; /* a warning alert: go on */
 
-                if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+                if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR && c->verify_status == 0 &&
+                    c->verify_error)
+                        conn_log_handshake_error(c, c->verify_error);
+                else if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
                         gnutls_datum_t out = {};
-                        unsigned status = gnutls_session_get_verify_cert_status(c->session);
                         if (gnutls_certificate_verification_status_print(
-                                    status, GNUTLS_CRT_X509, &out, 0) >= 0) {
+                                    c->verify_status, GNUTLS_CRT_X509, &out, 0) >= 0) {
                                 _cleanup_free_ char *msg = NULL;
                                 if (asprintf(&msg, "client certificate rejected: %s", out.data) >= 0)
                                         conn_log_handshake_error(c, msg);
@@ -935,10 +1005,11 @@ static int conn_setup_session(Conn *c) {
                 return errno_from_gnutls(r);
         if (cr->request_client_cert) {
                 gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_REQUIRE);
-                /* Chain verification during the handshake: no hostname, but
-                 * the leaf must be fit for TLS client authentication (an
-                 * absent extended key usage allows any purpose), as in Go. */
-                gnutls_session_set_verify_cert2(c->session, client_purpose, 1, 0);
+                /* Chain verification during the handshake (conn_check_peer):
+                 * no hostname, but the leaf must be fit for TLS client
+                 * authentication (an absent extended key usage allows any
+                 * purpose), as in Go. */
+                gnutls_session_set_verify_function(c->session, on_verify_peer);
         } else
                 gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_IGNORE);
         if (c->server->challenges) {

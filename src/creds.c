@@ -6,6 +6,11 @@
 #include "creds.h"
 #include "log.h"
 #include "util.h"
+#include "verify-cache.h"
+
+/* Distinct client chains remembered per credential generation: a few
+ * hundred KiB at most, more clients than most mTLS services have. */
+#define VERIFY_CACHE_SLOTS 1024U
 
 int errno_from_gnutls(int r) {
         switch (r) {
@@ -336,6 +341,7 @@ Creds *creds_unref(Creds *c) {
                 gnutls_priority_deinit(c->priority_probe);
         cert_bundle_unref(c->bundle);
         config_access_free(c->access);
+        verify_cache_free(c->verified);
         free(c);
         return NULL;
 }
@@ -374,6 +380,11 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
         r = config_access_copy(c, &cr->access);
         if (r < 0)
                 return r;
+        if (cr->request_client_cert) {
+                cr->verified = verify_cache_new(VERIFY_CACHE_SLOTS);
+                if (!cr->verified)
+                        return -ENOMEM;
+        }
 
         r = gnutls_certificate_allocate_credentials(&cr->x509);
         if (r < 0)

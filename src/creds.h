@@ -52,6 +52,7 @@ typedef struct Creds {
         CertBundle *bundle;             /* what normal clients get; NULL until ACME obtained one */
         bool request_client_cert;       /* false with --disable-authentication */
         Config *access;                 /* the access rules of this generation (authz_check()) */
+        struct VerifyCache *verified;   /* client chains this trust list and these rules judged */
 } Creds;
 
 Creds *creds_ref(Creds *c);

@@ -91,5 +91,15 @@ def test_unverified_client_refused(start_proxy, backend, ctx_for, pki, version, 
     o = assert_refused(proxy, backend, ctx_for(cert, version=version))
     if version == "1.2":
         assert not o.handshake_ok, "TLS 1.2 handshake should fail: %r" % (o,)
+    # The journal says why: no certificate, or GnuTLS's words for the
+    # verification status.
+    if who is None:
+        proxy.wait_log("error on TLS handshake",
+                       regex=r"did not present a certificate|Certificate is required")
+    else:
+        proxy.wait_log("error on TLS handshake", "client certificate rejected",
+                       {"client_other_ca": "issuer is unknown",
+                        "client_expired": "expired certificate",
+                        "client_future": "not yet valid"}[who])
     # and a good client still gets through afterwards
     assert_allowed(proxy, backend, ctx_for(pki.client, version=version))
