@@ -18,17 +18,20 @@
 #include "verify-cache.h"
 
 /* One record's worth per direction: big enough for full 16 KiB TLS records,
- * small enough that a slow peer holds back the fast one (backpressure). */
-#define PIPE_BUFFER_SIZE (16U * 1024U)
+ * small enough that a slow peer holds back the fast one (backpressure). The
+ * buffers come from the server's BufPool only while bytes are in flight. */
+#define PIPE_BUFFER_SIZE BUFPOOL_BUFFER_SIZE
 /* Work done per wake-up before yielding to other connections. */
 #define PUMP_ROUNDS_MAX 16
 
 typedef struct Pipe {
-        uint8_t *buf;
+        uint8_t *buf;           /* NULL while nothing is pending: idle pipes hold no memory */
+        gnutls_packet_t packet; /* c2t: the decrypted record buf points into, if any */
         size_t off, len;        /* pending bytes are buf[off..len) */
         uint64_t bytes;         /* moved so far, for the log */
         bool eof;               /* the source ended */
         bool shut;              /* the end was passed on to the sink */
+        bool big;               /* buf is our own malloc(), not the pool's (a large PROXY header) */
 } Pipe;
 
 struct Conn {
@@ -134,6 +137,20 @@ static void format_peer(const struct sockaddr *sa, socklen_t len, char *buf, siz
                 snprintf(buf, size, "unknown");
 }
 
+/* Gives the buffer back once its bytes are out (or the connection ends). */
+static void pipe_release(ConnServer *s, Pipe *p) {
+        if (p->packet) {
+                gnutls_packet_deinit(p->packet);
+                p->packet = NULL;
+        } else if (p->big)
+                free(p->buf);
+        else
+                bufpool_put(&s->bufpool, p->buf);
+        p->buf = NULL;
+        p->big = false;
+        p->off = p->len = 0;
+}
+
 Conn *conn_free(Conn *c) {
         ConnServer *s;
 
@@ -153,8 +170,8 @@ Conn *conn_free(Conn *c) {
         creds_unref(c->creds);
         safe_close(c->fd);
         safe_close(c->target_fd);
-        free(c->c2t.buf);
-        free(c->t2c.buf);
+        pipe_release(s, &c->c2t);
+        pipe_release(s, &c->t2c);
         free(c->client_cn);
         verify_verdict_done(&c->verdict);
 
@@ -165,6 +182,8 @@ Conn *conn_free(Conn *c) {
         if (c->next)
                 c->next->prev = c->prev;
         s->n_conns--;
+        if (s->n_conns == 0)
+                bufpool_trim(&s->bufpool);     /* nothing kept while nobody is connected */
         metrics_conn_closed(s->metrics, conn_age(c));
         free(c);
 
@@ -206,6 +225,7 @@ int conn_retrieve_certificate(gnutls_session_t session, const struct gnutls_cert
 
 static int conn_update_events(Conn *c);
 static void conn_pump(Conn *c);
+static int conn_schedule_resume(Conn *c);
 
 /* Both legs carry interactive traffic: a small write (a TLS handshake
  * flight, a 32-byte reply) must leave at once, not wait ~40 ms for Nagle and
@@ -324,12 +344,12 @@ static const char *tls_version_name(gnutls_protocol_t v) {
         }
 }
 
-/* Allocates the client-to-target buffer and, with --proxy-protocol(-mode),
- * puts the PROXY v2 header in it: the pump then sends the header before any
- * byte from the client, whom it reads only once the buffer is empty, so
+/* With --proxy-protocol(-mode), puts the PROXY v2 header in the
+ * client-to-target buffer: the pump then sends the header before any byte
+ * from the client, whom it reads only once the buffer is empty, so
  * backpressure is unchanged. A header with a large client certificate may
- * exceed PIPE_BUFFER_SIZE: the buffer grows to fit it (reads still take at
- * most PIPE_BUFFER_SIZE). Logs its own errors, except -ENOMEM. */
+ * exceed PIPE_BUFFER_SIZE: it gets a buffer of its own, freed once sent
+ * (reads take pool buffers). Logs its own errors, except -ENOMEM. */
 static int conn_setup_c2t(Conn *c) {
         const Config *cfg = c->server->config;
         ProxyInfo info = {
@@ -344,10 +364,8 @@ static int conn_setup_c2t(Conn *c) {
         const gnutls_datum_t *peers = NULL;
         int r;
 
-        if (info.mode == PROXY_MODE_OFF) {
-                c->c2t.buf = malloc(PIPE_BUFFER_SIZE);
-                return c->c2t.buf ? 0 : -ENOMEM;
-        }
+        if (info.mode == PROXY_MODE_OFF)
+                return 0;       /* the buffers are lent when data comes */
 
         /* The client's address and the one it connected to (for a unix
          * listener, its path); without them the header says UNSPEC. */
@@ -374,11 +392,12 @@ static int conn_setup_c2t(Conn *c) {
 
         r = proxy_v2_header_size(&info, &size);
         if (r >= 0) {
-                size = MAX(size, (size_t) PIPE_BUFFER_SIZE);
-                c->c2t.buf = malloc(size);
+                c->c2t.big = size > PIPE_BUFFER_SIZE;
+                c->c2t.buf = c->c2t.big ? malloc(size) : bufpool_get(&c->server->bufpool);
                 if (!c->c2t.buf)
                         return -ENOMEM;
-                r = proxy_v2_header(&info, c->c2t.buf, size, &c->c2t.len);
+                r = proxy_v2_header(&info, c->c2t.buf, MAX(size, (size_t) PIPE_BUFFER_SIZE),
+                                    &c->c2t.len);
         }
         if (r < 0) {
                 if (!quiet(c, QUIET_CONN_ERRS))
@@ -402,9 +421,6 @@ static int conn_start_piping(Conn *c) {
         r = conn_setup_c2t(c);
         if (r < 0)
                 return r;
-        c->t2c.buf = malloc(PIPE_BUFFER_SIZE);
-        if (!c->t2c.buf)
-                return -ENOMEM;
 
         conn_set_state(c, CONN_PIPING);
         metrics_piping(s->metrics);
@@ -445,7 +461,7 @@ static void conn_dial(Conn *c) {
                 return conn_dial_failed(c, errno);
         socket_set_nodelay(c->target_fd, s->target.ss_family);
 
-        r = sd_event_add_io(s->event, &c->target_io, c->target_fd, EPOLLOUT, on_target_io, c);
+        r = sd_event_add_io(s->event, &c->target_io, c->target_fd, EPOLLOUT | EPOLLET, on_target_io, c);
         if (r < 0)
                 return conn_dial_failed(c, -r);
 
@@ -629,7 +645,7 @@ static void conn_handshake_step(Conn *c) {
                 }
                 if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
                         (void) sd_event_source_set_io_events(
-                                c->io, gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN);
+                                c->io, (gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN) | EPOLLET);
                         return;
                 }
                 if (!gnutls_error_is_fatal(r))
@@ -655,8 +671,11 @@ static void conn_handshake_step(Conn *c) {
                 metrics_handshake_failed(c->server->metrics, false);
                 return conn_close(c);
         }
-        /* Too many warnings in a row: let the loop breathe and come back. */
-        (void) sd_event_source_set_io_events(c->io, EPOLLIN);
+        /* Too many warnings in a row: let the loop breathe and come back
+         * on the next iteration; the sources are edge-triggered, so no new
+         * event would come for data that is already there. */
+        if (conn_schedule_resume(c) < 0)
+                conn_close(c);
 }
 
 /* --- piping -------------------------------------------------------------- */
@@ -668,14 +687,20 @@ static int pipe_read_tls(Conn *c) {
 
         if (p->eof || p->len > 0)
                 return 0;
-        n = gnutls_record_recv(c->session, p->buf, PIPE_BUFFER_SIZE);
+        /* The decrypted record itself, not a copy of it: it is passed on as
+         * it is, and freed once written (pipe_release()). */
+        n = gnutls_record_recv_packet(c->session, &p->packet);
         c->recv_wants_write = false;
         if (n > 0) {
+                gnutls_datum_t d;
+                gnutls_packet_get(p->packet, &d, NULL);
+                p->buf = d.data;
                 p->off = 0;
-                p->len = (size_t) n;
-                p->bytes += (uint64_t) n;
+                p->len = d.size;
+                p->bytes += d.size;
                 return 1;
         }
+        pipe_release(c->server, p);     /* an empty c2t holds nothing */
         if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
                 /* close_notify, or a TCP FIN without one: the client is done
                  * sending; pass the end on as a half-close. */
@@ -720,7 +745,7 @@ static int pipe_write_target(Conn *c) {
                 }
                 p->off += (size_t) n;
                 if (p->off == p->len)
-                        p->off = p->len = 0;
+                        pipe_release(c->server, p);
                 return 1;
         }
         if (p->eof && !p->shut) {
@@ -734,9 +759,12 @@ static int pipe_write_target(Conn *c) {
 static int pipe_read_target(Conn *c) {
         Pipe *p = &c->t2c;
         ssize_t n;
+        int error;
 
         if (p->eof || p->len > 0)
                 return 0;
+        if (!p->buf && !(p->buf = bufpool_get(&c->server->bufpool)))
+                return log_oom();
         n = recv(c->target_fd, p->buf, PIPE_BUFFER_SIZE, 0);
         if (n > 0) {
                 p->off = 0;
@@ -744,16 +772,18 @@ static int pipe_read_target(Conn *c) {
                 p->bytes += (uint64_t) n;
                 return 1;
         }
+        error = errno;
+        pipe_release(c->server, p);     /* nothing came: hold no buffer while waiting */
         if (n == 0) {
                 p->eof = true;
                 return 1;
         }
-        if (errno == EAGAIN || errno == EINTR)
+        if (error == EAGAIN || error == EINTR)
                 return 0;
         if (!quiet(c, QUIET_CONN_ERRS))
-                conn_log(c, LOG_INFO, errno, NULL, "error reading from target %s for %s: %m",
+                conn_log(c, LOG_INFO, error, NULL, "error reading from target %s for %s: %m",
                          c->server->config->target.spec, c->peer);
-        return -errno;
+        return -error;
 }
 
 static int pipe_write_tls(Conn *c) {
@@ -777,7 +807,7 @@ static int pipe_write_tls(Conn *c) {
                 }
                 p->off += (size_t) n;
                 if (p->off == p->len)
-                        p->off = p->len = 0;
+                        pipe_release(c->server, p);
                 return 1;
         }
         if (p->eof && !p->shut) {
@@ -812,7 +842,7 @@ static int conn_update_events(Conn *c) {
 
         /* A source with no events would still report EPOLLHUP and spin. */
         if (ev) {
-                r = sd_event_source_set_io_events(c->io, ev);
+                r = sd_event_source_set_io_events(c->io, ev | EPOLLET);
                 if (r >= 0)
                         r = sd_event_source_set_enabled(c->io, SD_EVENT_ON);
         } else
@@ -820,7 +850,7 @@ static int conn_update_events(Conn *c) {
         if (r < 0)
                 return r;
         if (tev) {
-                r = sd_event_source_set_io_events(c->target_io, tev);
+                r = sd_event_source_set_io_events(c->target_io, tev | EPOLLET);
                 if (r >= 0)
                         r = sd_event_source_set_enabled(c->target_io, SD_EVENT_ON);
         } else
@@ -829,7 +859,12 @@ static int conn_update_events(Conn *c) {
 }
 
 static int on_resume(sd_event_source *s, void *userdata) {
-        conn_pump(userdata);
+        Conn *c = userdata;
+
+        if (c->state == CONN_HANDSHAKE)
+                conn_handshake_step(c);
+        else if (c->state == CONN_PIPING)
+                conn_pump(c);
         return 0;
 }
 
@@ -1055,7 +1090,13 @@ int conn_new(ConnServer *s, int fd, const struct sockaddr *peer, socklen_t peer_
         r = conn_setup_session(c);
         if (r < 0)
                 goto fail;
-        r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN, on_client_io, c);
+        /* Edge-triggered, as are all of a connection's sources: sd-event
+         * dispatches one source per iteration and polls again, so with
+         * level-triggered sources every ready connection was reported
+         * again on each iteration; 5000 clients closing at once cost 10 s
+         * of CPU. The handshake and the pump go on until EAGAIN (or a full
+         * buffer, whose drain is another event), or schedule c->resume. */
+        r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN | EPOLLET, on_client_io, c);
         if (r < 0)
                 goto fail;
         r = conn_arm_deadline(c, s->config->connect_timeout);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <systemd/sd-event.h>
 
+#include "bufpool.h"
 #include "config.h"
 #include "creds.h"
 
@@ -31,6 +32,7 @@ typedef struct ConnServer {
         Conn *conns;                    /* doubly linked list */
         unsigned n_conns;
         uint64_t next_id;
+        BufPool bufpool;                /* this thread's pipe buffers (src/bufpool.h) */
 
         void (*on_conn_freed)(struct ConnServer *s, void *userdata);
         void *userdata;
