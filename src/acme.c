@@ -85,6 +85,7 @@ struct AcmeOrder {
         void *userdata;
         acme_done_t done;
         void *done_userdata;
+        usec_t request_timeout;
 
         /* The directory (section 7.1.1). */
         char *new_nonce_url, *new_account_url, *new_order_url;
@@ -361,7 +362,7 @@ static int acme_send(AcmeOrder *o, HttpMethod method, const char *url, const cha
                 .content_type = body ? "application/jose+json" : NULL,
                 .extra_headers = method == HTTP_POST && o->post_pem ? accept_pem : NULL,
                 .max_response_size = o->post_pem ? ACME_CHAIN_MAX : ACME_JSON_MAX,
-                .timeout = ACME_REQUEST_TIMEOUT,
+                .timeout = o->request_timeout > 0 ? o->request_timeout : ACME_REQUEST_TIMEOUT,
         };
         int r;
 
@@ -511,7 +512,8 @@ static int on_new_account(AcmeOrder *o, const HttpResponse *resp, json_object *j
         if (free_and_strdup(&o->account_url, http_response_header(resp, "Location")) < 0)
                 return -ENOMEM;
         if (!o->account_url)
-                return acme_detail_set(o, -EPROTO, "newAccount gave no Location");
+                return acme_detail_set(o, -EPROTO, "newAccount %s gave no Location",
+                                       o->new_account_url);
         if (status && !streq(status, "valid"))
                 return acme_detail_set(o, -EREMOTEIO, "Account %s is %s", o->account_url,
                                        status);
@@ -548,7 +550,8 @@ static int on_new_order(AcmeOrder *o, const HttpResponse *resp, json_object *j) 
             free_and_strdup(&o->finalize_url, json_str(j, "finalize")) < 0)
                 return -ENOMEM;
         if (!o->order_url || !o->finalize_url)
-                return acme_detail_set(o, -EPROTO, "newOrder gave no Location or finalize URL");
+                return acme_detail_set(o, -EPROTO, "newOrder %s gave no Location or finalize URL",
+                                       o->new_order_url);
         if (!json_object_object_get_ex(j, "authorizations", &authz) ||
             !json_object_is_type(authz, json_type_array) ||
             (n = json_object_array_length(authz)) == 0 || n > ACME_AUTHORIZATIONS_MAX)
@@ -829,6 +832,16 @@ static int acme_refused(AcmeOrder *o, const HttpResponse *resp) {
         r = acme_problem_set(o, problem);
         if (r < 0)
                 return r;
+        /* Which request the CA refused, as transport errors say too. */
+        {
+                char *d;
+
+                if (asprintf(&d, "%s %s: %s", http_method_to_string(o->request_method),
+                             o->request_url, o->problem_detail) < 0)
+                        return -ENOMEM;
+                free(o->problem_detail);
+                o->problem_detail = string_sanitize(d);
+        }
 
         if (problem_is(o, "badNonce") && o->request_method == HTTP_POST &&
             o->bad_nonce_retries < ACME_BAD_NONCE_RETRIES) {
@@ -965,6 +978,7 @@ int acme_order_start(const AcmeOrderParams *p, acme_done_t done, void *userdata,
                 .userdata = p->userdata,
                 .done = done,
                 .done_userdata = userdata,
+                .request_timeout = p->request_timeout,
                 .account_from_caller = !!p->account_url,
         };
         if (asprintf(&o->contact, "%s%s", startswith(p->email, "mailto:") ? "" : "mailto:",

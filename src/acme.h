@@ -41,6 +41,7 @@ typedef struct AcmeOrderParams {
          * authorization is decided, or when the order fails or is freed. */
         void (*challenge_remove)(const char *domain, void *userdata);
         void *userdata;                 /* for both; neither may free the order */
+        usec_t request_timeout;         /* per request; 0: 30 s */
 } AcmeOrderParams;
 
 /* Valid during the done callback only; copy what you keep. */

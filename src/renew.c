@@ -11,6 +11,7 @@
 #include "log.h"
 #include "renew.h"
 #include "storage.h"
+#include "util.h"
 
 /* Start-up: 5 attempts, waits of 5, 10, 20, 40 s (Ghostunnel's schedule). */
 #define OBTAIN_ATTEMPTS 5
@@ -59,11 +60,19 @@ struct Renewer {
         sd_event_source *timer, *lock_refresh;
         Backoff backoff;
         double scale;           /* TLSGATE_TEST_BACKOFF_SCALE, 1 in production */
+        usec_t request_timeout; /* TLSGATE_TEST_ACME_TIMEOUT, 0: acme.c's default */
         usec_t retry_after;     /* the CA's Retry-After with the last failure (rateLimited) */
         uint64_t n_obtained, n_failures; /* renewer_get_stats() */
         char *last_error;       /* the last failure's message; NULL after a success */
         bool force;             /* renewer_force_renewal(): order at the next timer, due or not */
         usec_t last_forced;     /* CLOCK_MONOTONIC of the last forced order, 0: none */
+
+        /* A certificate that is served but could not be stored (a full disk,
+         * say): storing it is retried on store_timer until it succeeds, rather
+         * than ordering another one. pending_key is key material. */
+        char *pending_chain, *pending_key, *pending_url, *pending_orders;
+        sd_event_source *store_timer;
+        Backoff store_backoff;
 };
 
 static const char *const state_table[_RENEWER_STATE_MAX] = {
@@ -242,35 +251,34 @@ static int renewer_load_cert(Renewer *r) {
         return 1;
 }
 
-static int renewer_store(Renewer *r, const AcmeResult *res, const char *key_pem, size_t key_len) {
-        _cleanup_free_ char *error = NULL;
+/* Stores the account (unless stored already) and the certificate; on
+ * failure *ret_error names the file and the error. */
+static int renewer_store(Renewer *r, const char *chain, const char *key_pem, const char *cert_url,
+                         const char *orders, char **ret_error) {
         char *sans[] = { (char *) r->domain, NULL };
         StoredCert sc = {
-                .cert_pem = (char *) res->chain_pem,
-                .cert_len = strlen(res->chain_pem),
+                .cert_pem = (char *) chain,
+                .cert_len = strlen(chain),
                 .key_pem = (char *) key_pem,
-                .key_len = key_len,
+                .key_len = strlen(key_pem),
                 .sans = sans,
-                .issuer_url = (char *) (res->certificate_url ? res->certificate_url : ""),
+                .issuer_url = (char *) strempty(cert_url),
                 .ca = (char *) r->directory,
-                .account = (char *) res->account_url,
+                .account = r->account_url,
         };
         int q;
 
-        if (!r->account_stored || !streq_ptr(r->account_url, res->account_url)) {
+        if (!r->account_stored) {
                 _cleanup_(acme_key_pem_freep) char *akey = NULL;
-                _cleanup_free_ char *contact = NULL;
+                _cleanup_free_ char *contact = NULL, *error = NULL;
                 char *contacts[] = { NULL, NULL };
                 StoredAccount a = {
                         .status = (char *) "valid",
                         .terms_of_service_agreed = true,
-                        .orders = (char *) "",
-                        .location = (char *) res->account_url,
+                        .orders = (char *) strempty(orders),
+                        .location = r->account_url,
                 };
-                json_object *o;
 
-                if (res->account && json_object_object_get_ex(res->account, "orders", &o))
-                        a.orders = (char *) json_object_get_string(o);
                 if (asprintf(&contact, "mailto:%s", r->config->auto_acme_email) < 0)
                         return -ENOMEM;
                 contacts[0] = contact;
@@ -282,18 +290,89 @@ static int renewer_store(Renewer *r, const AcmeResult *res, const char *key_pem,
                 a.key_len = strlen(akey);
                 q = storage_save_account(r->root, r->issuer_key, &a, &error);
                 if (q < 0) {
-                        log_error("cannot store the ACME account: %s", error ? error : strerror(-q));
+                        if (asprintf(ret_error, "cannot store the ACME account: %s",
+                                     error ? error : strerror(-q)) < 0)
+                                *ret_error = NULL;
                         return q;
                 }
                 r->account_stored = true;
         }
-        free(error);
-        error = NULL;
-        q = storage_save_cert(r->root, r->issuer_key, r->domain, &sc, &error);
+        return storage_save_cert(r->root, r->issuer_key, r->domain, &sc, ret_error);
+}
+
+static void renewer_pending_clear(Renewer *r) {
+        r->store_timer = sd_event_source_disable_unref(r->store_timer);
+        free(r->pending_chain);
+        erase_and_free_string(r->pending_key);
+        free(r->pending_url);
+        free(r->pending_orders);
+        r->pending_chain = r->pending_key = r->pending_url = r->pending_orders = NULL;
+}
+
+static int on_store_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* One attempt at storing the pending certificate; arms the next on failure. */
+static void renewer_store_pending(Renewer *r) {
+        _cleanup_free_ char *error = NULL, *path = NULL;
+        usec_t delay = 0;
+        int q;
+
+        q = renewer_store(r, r->pending_chain, r->pending_key, r->pending_url, r->pending_orders,
+                          &error);
+        if (q >= 0) {
+                if (r->store_backoff.attempt > 1) {
+                        (void) storage_cert_path(r->root, r->issuer_key, r->domain,
+                                                 STORAGE_CERT_CRT, &path);
+                        log_fields(LOG_NOTICE, 0, NULL, CERT_FIELDS(r), 1,
+                                   "stored the certificate for %s in %s after %u attempts",
+                                   r->domain, path ? path : "storage", r->store_backoff.attempt);
+                }
+                renewer_pending_clear(r);
+                return;
+        }
+        (void) backoff_next(&r->store_backoff, &delay);
+        log_fields(LOG_ERR, q, NULL, CERT_FIELDS(r), 1,
+                   "cannot store the certificate for %s: %s; serving it from memory, "
+                   "retrying in %.1f s",
+                   r->domain, error ? error : strerror(-q), (double) delay / USEC_PER_SEC);
+        if (!r->store_timer)
+                q = sd_event_add_time_relative(r->event, &r->store_timer, CLOCK_MONOTONIC, delay,
+                                               USEC_PER_MSEC, on_store_timer, r);
+        else {
+                q = sd_event_source_set_time_relative(r->store_timer, delay);
+                if (q >= 0)
+                        q = sd_event_source_set_enabled(r->store_timer, SD_EVENT_ONESHOT);
+        }
         if (q < 0)
-                log_error("cannot store the certificate for %s (serving it from memory): %s",
-                          r->domain, error ? error : strerror(-q));
-        return q;
+                log_error("cannot arm the storage retry timer for %s", r->domain);
+}
+
+static int on_store_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        renewer_store_pending(userdata);
+        return 0;
+}
+
+/* Keeps what the order brought until it is stored. */
+static int renewer_store_new(Renewer *r, const AcmeResult *res, const char *key_pem) {
+        json_object *o = NULL;
+
+        renewer_pending_clear(r);
+        if (res->account)
+                (void) json_object_object_get_ex(res->account, "orders", &o);
+        r->pending_chain = strdup(res->chain_pem);
+        r->pending_key = strdup(key_pem);
+        r->pending_url = res->certificate_url ? strdup(res->certificate_url) : NULL;
+        r->pending_orders = o ? strdup(json_object_get_string(o)) : NULL;
+        if (!r->pending_chain || !r->pending_key) {
+                renewer_pending_clear(r);
+                return -ENOMEM;
+        }
+        backoff_init(&r->store_backoff, (usec_t) (RENEW_BACKOFF_INITIAL * r->scale),
+                     (usec_t) (RENEW_BACKOFF_CAP * r->scale), 0);
+        usec_t first;
+        (void) backoff_next(&r->store_backoff, &first); /* attempt 1 is now */
+        renewer_store_pending(r);
+        return 0;
 }
 
 /* --- ordering ------------------------------------------------------------- */
@@ -367,9 +446,9 @@ static void on_order_done(AcmeOrder *o, int error, const char *problem_type, con
         int q;
 
         r->order = acme_order_free(r->order);
-        renewer_unlock(r);
 
         if (error < 0) {
+                renewer_unlock(r);
                 if (problem_type)
                         q = asprintf(&message, "%s: %s (%s)", strempty(detail), problem_type,
                                      strerror(-error));
@@ -387,12 +466,22 @@ static void on_order_done(AcmeOrder *o, int error, const char *problem_type, con
                                          strlen(key_pem), r->domain, &b, &message);
         gnutls_privkey_deinit(r->cert_key);
         r->cert_key = NULL;
-        if (q < 0)
+        if (q < 0) {
+                renewer_unlock(r);
                 return renewer_failed(r, q, message ? message : strerror(-q));
+        }
 
-        free(r->account_url);
-        r->account_url = strdup(res->account_url);
-        (void) renewer_store(r, res, key_pem, strlen(key_pem));
+        if (!streq_ptr(r->account_url, res->account_url)) {
+                free(r->account_url);
+                r->account_url = strdup(res->account_url);
+                r->account_stored = false; /* new, or registered anew */
+        }
+        /* Stored while the lock is held: a process waiting for it finds the new
+         * certificate. When storing fails it is retried; the certificate is served
+         * from memory meanwhile. */
+        if (renewer_store_new(r, res, key_pem) < 0)
+                log_error("cannot keep the certificate for %s to store it", r->domain);
+        renewer_unlock(r);
 
         char expiry[32] = "?";
         struct tm tm;
@@ -432,6 +521,7 @@ static void renewer_order(Renewer *r) {
                 return renewer_failed(r, q, "cannot generate the certificate key");
         p.account_key = r->account_key;
         p.cert_key = r->cert_key;
+        p.request_timeout = r->request_timeout;
 
         r->state = RENEWER_ORDERING;
         log_fields(LOG_INFO, 0, NULL, CERT_FIELDS(r), 1, "%s certificate for %s from %s",
@@ -509,6 +599,13 @@ int renewer_new(sd_event *e, const Config *c, Challenges *challenges,
         }
         backoff_init(&r->backoff, (usec_t) (OBTAIN_BACKOFF_INITIAL * r->scale),
                      (usec_t) (OBTAIN_BACKOFF_CAP * r->scale), OBTAIN_ATTEMPTS);
+        /* And the wait for each answer of the CA (30 s), for the fault tests. */
+        scale = getenv("TLSGATE_TEST_ACME_TIMEOUT");
+        if (scale) {
+                double d = strtod(scale, NULL);
+                if (d > 0 && d <= 30)
+                        r->request_timeout = (usec_t) (d * USEC_PER_SEC);
+        }
 
         q = storage_root(&r->root);
         if (q < 0) {
@@ -554,6 +651,7 @@ Renewer *renewer_free(Renewer *r) {
                 return NULL;
         acme_order_free(r->order);
         renewer_unlock(r);
+        renewer_pending_clear(r);
         sd_event_source_disable_unref(r->timer);
         http_client_free(r->http);
         if (r->account_key)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <curl/curl.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <gnutls/x509.h>
 #include <json-c/json.h>
@@ -10,6 +11,7 @@
 
 #include "storage.h"
 #include "strv.h"
+#include "util.h"
 
 static inline void json_object_putp(json_object **o) {
         if (*o)
@@ -323,10 +325,70 @@ static int write_temp(const char *path, const void *data, size_t n, char **ret_t
         return 0;
 }
 
+/* Removes what a writer that died (kill -9, power loss) left in dir: entries
+ * named prefix* that have not changed for STORAGE_LOCK_STALE_USEC (a live
+ * writer finishes within milliseconds), files and directories of files. */
+static void remove_stale_temps(const char *dir, const char *prefix) {
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int64_t now = (int64_t) storage_now();
+        struct dirent *de;
+        DIR *d;
+
+        if (fd < 0 || !(d = fdopendir(fd)))
+                return;
+        fd = -EBADF; /* d owns it now */
+        while ((de = readdir(d))) {
+                struct stat st;
+                int sub;
+
+                if (!startswith(de->d_name, prefix) ||
+                    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    now - ((int64_t) st.st_mtim.tv_sec * (int64_t) USEC_PER_SEC +
+                           st.st_mtim.tv_nsec / 1000) <= (int64_t) STORAGE_LOCK_STALE_USEC)
+                        continue;
+                if (!S_ISDIR(st.st_mode)) {
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+                        continue;
+                }
+                sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub >= 0) {
+                        DIR *sd = fdopendir(sub);
+                        struct dirent *e;
+
+                        if (!sd) {
+                                close(sub);
+                                continue;
+                        }
+                        while ((e = readdir(sd)))
+                                if (!streq(e->d_name, ".") && !streq(e->d_name, ".."))
+                                        (void) unlinkat(dirfd(sd), e->d_name, 0);
+                        closedir(sd);
+                }
+                (void) unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+        }
+        closedir(d);
+}
+
+/* The ".tmp-<name>" prefix of path's temporary files, and its directory. */
+static int temp_prefix(const char *path, char **ret_dir, char **ret_prefix) {
+        const char *base = strrchr(path, '/');
+
+        if (!base)
+                return -EINVAL;
+        *ret_dir = strndup(path, base - path);
+        if (!*ret_dir || asprintf(ret_prefix, ".tmp-%.200s", base + 1) < 0) {
+                free(*ret_dir);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 int storage_write_file(const char *path, const void *data, size_t n) {
-        _cleanup_free_ char *tmp = NULL;
+        _cleanup_free_ char *tmp = NULL, *dir = NULL, *prefix = NULL;
         int r;
 
+        if (temp_prefix(path, &dir, &prefix) >= 0)
+                remove_stale_temps(*dir ? dir : "/", prefix);
         r = mkdir_parents(path);
         if (r >= 0)
                 r = write_temp(path, data, n, &tmp);
@@ -341,15 +403,18 @@ int storage_write_file(const char *path, const void *data, size_t n) {
 }
 
 /* A whole regular file, NUL-terminated. -ENOENT when absent, -EBADMSG when not a
- * regular file or too large, the errno when it cannot be read. */
-static int read_file(const char *path, char **ret, size_t *ret_len, char **ret_error) {
+ * regular file or too large, the errno when it cannot be read. Opened relative to
+ * dfd (the last component of path when dfd is a directory), named path. */
+static int read_file_at(int dfd, const char *path, char **ret, size_t *ret_len,
+                        char **ret_error) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
         struct stat st;
         size_t n = 0;
         ssize_t k;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        fd = openat(dfd, dfd == AT_FDCWD || !strrchr(path, '/') ? path : strrchr(path, '/') + 1,
+                    O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 && errno == ENOENT)
                 return fail(ret_error, -ENOENT, _("%s: not found"), path);
         if (fd < 0 || fstat(fd, &st) < 0) {
@@ -361,21 +426,29 @@ static int read_file(const char *path, char **ret, size_t *ret_len, char **ret_e
         buf = malloc(STORAGE_FILE_MAX + 1);
         if (!buf)
                 return -ENOMEM;
+        /* It may be a key: what was read is wiped when it is not handed out. */
         while ((k = read(fd, buf + n, STORAGE_FILE_MAX + 1 - n)) != 0) {
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k < 0) {
                         int r = -errno;
+                        explicit_bzero(buf, n);
                         return fail(ret_error, r, _("%s: cannot read: %s"), path, strerror(-r));
                 }
                 n += (size_t) k;
-                if (n > STORAGE_FILE_MAX)
+                if (n > STORAGE_FILE_MAX) {
+                        explicit_bzero(buf, n);
                         return fail(ret_error, -EBADMSG, _("%s: too large"), path);
+                }
         }
         buf[n] = 0;
         *ret = TAKE_PTR(buf);
         *ret_len = n;
         return 0;
+}
+
+static int read_file(const char *path, char **ret, size_t *ret_len, char **ret_error) {
+        return read_file_at(AT_FDCWD, path, ret, ret_len, ret_error);
 }
 
 /* ---- JSON ----------------------------------------------------------------------------- */
@@ -626,7 +699,7 @@ void stored_cert_done(StoredCert *c) {
         if (!c)
                 return;
         free(c->cert_pem);
-        free(c->key_pem);
+        erase_and_free(c->key_pem, c->key_len);
         strv_free(c->sans);
         free(c->issuer_url);
         free(c->ca);
@@ -670,14 +743,30 @@ static int load_cert(char *paths[static _STORAGE_CERT_FILE_MAX], StoredCert *c,
         size_t meta_len;
         int r;
 
-        r = read_file(paths[STORAGE_CERT_CRT], &c->cert_pem, &c->cert_len, ret_error);
+        /* All three from the same directory, so that a concurrent save (which swaps
+         * the directory, see storage_save_cert()) cannot hand us a mix. */
+        _cleanup_free_ char *dir = strndup(paths[STORAGE_CERT_CRT],
+                                           strrchr(paths[STORAGE_CERT_CRT], '/') -
+                                                   paths[STORAGE_CERT_CRT]);
+        _cleanup_close_ int dfd = -EBADF;
+
+        if (!dir)
+                return -ENOMEM;
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 && errno != ENOENT && errno != ENOTDIR) {
+                r = -errno;
+                return fail(ret_error, r, _("%s: cannot open: %s"), dir, strerror(-r));
+        }
+        if (dfd < 0)
+                return fail(ret_error, -ENOENT, _("%s: not found"), paths[STORAGE_CERT_CRT]);
+        r = read_file_at(dfd, paths[STORAGE_CERT_CRT], &c->cert_pem, &c->cert_len, ret_error);
         if (r < 0)
                 return r;
         /* With the certificate present, a missing key or JSON is damage, not absence. */
         for (StorageCertFile f = STORAGE_CERT_KEY; f <= STORAGE_CERT_META; f++) {
                 r = f == STORAGE_CERT_KEY ?
-                            read_file(paths[f], &c->key_pem, &c->key_len, ret_error) :
-                            read_file(paths[f], &meta, &meta_len, ret_error);
+                            read_file_at(dfd, paths[f], &c->key_pem, &c->key_len, ret_error) :
+                            read_file_at(dfd, paths[f], &meta, &meta_len, ret_error);
                 if (r == -ENOENT)
                         return fail(ret_error, -EBADMSG, _("%s: missing, but %s exists"),
                                     paths[f], paths[STORAGE_CERT_CRT]);
@@ -737,12 +826,167 @@ static int format_cert_meta(const StoredCert *c, char **ret) {
         return json_format_go(o, true, ret);
 }
 
+/* Writes the three files into a new directory: fsynced, 0600. On failure
+ * *ret_failed is the file that could not be written (an index into data). */
+static int write_set_into(int dfd, const char *const names[], const char *const data[],
+                          const size_t lens[], size_t n, size_t *ret_failed) {
+        for (size_t i = 0; i < n; i++) {
+                const char *p = data[i];
+                size_t left = lens[i];
+                int fd, r = 0;
+
+                *ret_failed = i;
+                fd = openat(dfd, names[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                            0600);
+                if (fd < 0)
+                        return -errno;
+                if (fchmod(fd, 0600) < 0)
+                        r = -errno;
+                while (r >= 0 && left > 0) {
+                        ssize_t k = write(fd, p, left);
+                        if (k < 0 && errno != EINTR)
+                                r = -errno;
+                        else if (k > 0)
+                                p += k, left -= (size_t) k;
+                }
+                if (r >= 0 && fsync(fd) < 0)
+                        r = -errno;
+                if (close(fd) < 0 && r >= 0)
+                        r = -errno;
+                if (r < 0)
+                        return r;
+        }
+        *ret_failed = n;
+        return fsync(dfd) < 0 ? -errno : 0;
+}
+
+/* Empties and removes a directory of plain files (ours: a certificate set). */
+static void remove_set_dir(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct dirent *de;
+        DIR *d;
+
+        if (fd >= 0 && (d = fdopendir(fd))) {
+                fd = -EBADF;
+                while ((de = readdir(d)))
+                        if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                                (void) unlinkat(dirfd(d), de->d_name, 0);
+                closedir(d);
+        }
+        (void) rmdir(path);
+}
+
+/* 1 when dir holds nothing but regular files (or does not exist), so that
+ * it can be replaced by a directory with the same files; other files in it
+ * are carried over by hard links. 0 when it holds anything else. */
+static int set_dir_replaceable(const char *dir, bool *ret_exists) {
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct dirent *de;
+        bool ok = true;
+        DIR *d;
+
+        *ret_exists = fd >= 0;
+        if (fd < 0)
+                return errno == ENOENT ? 1 : errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+        d = fdopendir(fd);
+        if (!d)
+                return -errno;
+        fd = -EBADF;
+        while (ok && (de = readdir(d))) {
+                struct stat st;
+
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                ok = fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
+                     S_ISREG(st.st_mode);
+        }
+        closedir(d);
+        return ok;
+}
+
+/* Hard-links every file of old that is not one of names into new. */
+static int carry_over(const char *old, int new_fd, const char *const names[], size_t n) {
+        _cleanup_close_ int fd = open(old, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct dirent *de;
+        int r = 0;
+        DIR *d;
+
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        d = fdopendir(fd);
+        if (!d)
+                return -errno;
+        fd = -EBADF;
+        while (r >= 0 && (de = readdir(d))) {
+                bool ours = streq(de->d_name, ".") || streq(de->d_name, "..") ||
+                            startswith(de->d_name, ".tmp-");
+
+                for (size_t i = 0; !ours && i < n; i++)
+                        ours = streq(de->d_name, names[i]);
+                if (!ours && linkat(dirfd(d), de->d_name, new_fd, de->d_name, 0) < 0)
+                        r = -errno;
+        }
+        closedir(d);
+        return r;
+}
+
+/* The files of one certificate are replaced together: the new set is
+ * written into a fresh directory next to <name>/, which then trades places
+ * with <name>/ in one renameat2(RENAME_EXCHANGE). A crash, a kill or a full
+ * disk at any moment leaves <name>/ holding the complete old set or the
+ * complete new one; the old set, now in the temporary directory, is removed
+ * afterwards (or, after a crash, by a later save). 0, 1 when the file system
+ * cannot exchange (or <name>/ holds more than files): write file by file. */
+static int save_set_exchange(const char *dir, const char *const names[],
+                             const char *const data[], const size_t lens[], size_t n,
+                             size_t *ret_failed) {
+        _cleanup_free_ char *parent = NULL, *prefix = NULL, *tmp = NULL;
+        _cleanup_close_ int tfd = -EBADF;
+        bool exists;
+        int r;
+
+        *ret_failed = n;
+        r = temp_prefix(dir, &parent, &prefix);
+        if (r < 0)
+                return r;
+        remove_stale_temps(parent, prefix);
+        r = set_dir_replaceable(dir, &exists);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        if (asprintf(&tmp, "%s/%s-XXXXXX", parent, prefix) < 0)
+                return -ENOMEM;
+        if (!mkdtemp(tmp)) /* 0700 */
+                return -errno;
+        tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        r = tfd < 0 ? -errno : 0;
+        if (r >= 0 && exists)
+                r = carry_over(dir, tfd, names, n);
+        if (r >= 0)
+                r = write_set_into(tfd, names, data, lens, n, ret_failed);
+        /* No <name>/ yet: it appears complete, else it trades places. */
+        if (r >= 0 && (exists || renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_NOREPLACE) < 0)) {
+                exists = true;
+                if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) < 0)
+                        r = errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ? 1 : -errno;
+        }
+        if (r != 0) {
+                remove_set_dir(tmp);
+                return r;
+        }
+        (void) fsync_directory_of(dir);
+        if (exists)
+                remove_set_dir(tmp); /* the old set */
+        return 0;
+}
+
 int storage_save_cert(const char *root, const char *issuer_key, const char *domain,
                       const StoredCert *c, char **ret_error) {
         static const StorageCertFile order[] = { STORAGE_CERT_KEY, STORAGE_CERT_CRT,
                                                  STORAGE_CERT_META };
         char *paths[_STORAGE_CERT_FILE_MAX] = {};
-        _cleanup_free_ char *meta = NULL;
+        _cleanup_free_ char *meta = NULL, *dir = NULL;
+        const char *names[ELEMENTSOF(order)], *data[ELEMENTSOF(order)];
+        size_t lens[ELEMENTSOF(order)], failed = 0;
         int r;
 
         r = cert_paths(root, issuer_key, domain, paths);
@@ -758,13 +1002,35 @@ int storage_save_cert(const char *root, const char *issuer_key, const char *doma
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(order); i++) {
                 StorageCertFile f = order[i];
 
-                r = storage_write_file(paths[f],
-                                       f == STORAGE_CERT_KEY ? c->key_pem :
-                                       f == STORAGE_CERT_CRT ? c->cert_pem : meta,
-                                       f == STORAGE_CERT_KEY ? c->key_len :
-                                       f == STORAGE_CERT_CRT ? c->cert_len : strlen(meta));
+                names[i] = strrchr(paths[f], '/') + 1;
+                data[i] = f == STORAGE_CERT_KEY ? c->key_pem : f == STORAGE_CERT_CRT ? c->cert_pem : meta;
+                lens[i] = f == STORAGE_CERT_KEY ? c->key_len :
+                          f == STORAGE_CERT_CRT ? c->cert_len : strlen(meta);
+        }
+        if (r >= 0) {
+                dir = strndup(paths[STORAGE_CERT_CRT],
+                              strrchr(paths[STORAGE_CERT_CRT], '/') - paths[STORAGE_CERT_CRT]);
+                r = dir ? mkdir_parents(dir) : -ENOMEM;
                 if (r < 0)
-                        r = fail(ret_error, r, _("%s: cannot write: %s"), paths[f], strerror(-r));
+                        r = fail(ret_error, r, _("%s: cannot write: %s"), dir ? dir : domain,
+                                 strerror(-r));
+        }
+        if (r >= 0) {
+                r = save_set_exchange(dir, names, data, lens, ELEMENTSOF(order), &failed);
+                if (r < 0)
+                        r = fail(ret_error, r, _("%s: cannot write: %s"),
+                                 failed < ELEMENTSOF(order) ? paths[order[failed]] : dir,
+                                 strerror(-r));
+        }
+        /* Fallback, file by file, key first: a crash in between leaves a new key
+         * next to the old chain, which loads as -EBADMSG (re-issue). */
+        for (size_t i = 0; r > 0 && i < ELEMENTSOF(order); i++) {
+                int q = storage_write_file(paths[order[i]], data[i], lens[i]);
+                if (q < 0)
+                        r = fail(ret_error, q, _("%s: cannot write: %s"), paths[order[i]],
+                                 strerror(-q));
+                else if (i + 1 == ELEMENTSOF(order))
+                        r = 0;
         }
         paths_free(paths);
         return r;
@@ -792,7 +1058,7 @@ void stored_account_done(StoredAccount *a) {
         free(a->external_account_binding);
         free(a->orders);
         free(a->location);
-        free(a->key_pem);
+        erase_and_free(a->key_pem, a->key_len);
         *a = (StoredAccount) {};
 }
 

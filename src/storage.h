@@ -119,12 +119,18 @@ void stored_cert_done(StoredCert *c);
 int storage_load_cert(const char *root, const char *issuer_key, const char *domain,
                       StoredCert *ret, char **ret_error);
 
-/* Refuses (-EINVAL) a key that does not match the leaf. Writes the key
- * first, then the chain, then the JSON, each atomically. A crash between
- * the key and the chain leaves a new key next to the old chain, which
- * storage_load_cert() reports as -EBADMSG (re-issue); a crash before the
- * JSON leaves a matching pair with the previous certificate's JSON, which
- * loads (only issuer_data is stale). */
+/* Refuses (-EINVAL) a key that does not match the leaf. Replaces the three
+ * files together: they are written (fsynced, 0600) into a new directory
+ * ".tmp-<name>-XXXXXX" next to <name>/, which then trades places with
+ * <name>/ in one renameat2(RENAME_EXCHANGE); other files in <name>/ are
+ * carried over as hard links. So a crash, kill -9 or full disk at any
+ * moment leaves the complete old set or the complete new one; temporary
+ * directories of a writer that died are removed by a later save once they
+ * are STORAGE_LOCK_STALE_USEC old. The error message names the file that
+ * could not be written. Where the file system cannot exchange directories
+ * (or <name>/ holds more than plain files) the files are replaced one by
+ * one, key first: a crash in between leaves a new key next to the old
+ * chain, which storage_load_cert() reports as -EBADMSG (re-issue). */
 int storage_save_cert(const char *root, const char *issuer_key, const char *domain,
                       const StoredCert *c, char **ret_error);
 

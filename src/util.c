@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -14,4 +19,67 @@ int error_set(char **ret_error, int r, const char *fmt, ...) {
                 *ret_error = NULL;
         va_end(ap);
         return r;
+}
+
+void erase_and_free(void *p, size_t n) {
+        if (!p)
+                return;
+        explicit_bzero(p, n);
+        free(p);
+}
+
+void erase_and_free_string(char *s) {
+        if (s)
+                erase_and_free(s, strlen(s));
+}
+
+int read_file_erasable(const char *path, size_t max, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        size_t n = 0, allocated;
+        char *buf;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        allocated = S_ISREG(st.st_mode) && (size_t) st.st_size < max ? (size_t) st.st_size + 1 : 4096;
+        buf = malloc(allocated);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t k;
+
+                if (n + 1 >= allocated) { /* grown meanwhile, or not a regular file */
+                        size_t a = MIN(allocated * 2, max + 2);
+                        char *p = a > allocated ? malloc(a) : NULL;
+
+                        if (!p) {
+                                erase_and_free(buf, n);
+                                return a > allocated ? -ENOMEM : -EFBIG;
+                        }
+                        memcpy(p, buf, n);
+                        erase_and_free(buf, n);
+                        buf = p;
+                        allocated = a;
+                }
+                k = read(fd, buf + n, allocated - 1 - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        int r = -errno;
+                        erase_and_free(buf, n);
+                        return r;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+                if (n > max) {
+                        erase_and_free(buf, n);
+                        return -EFBIG;
+                }
+        }
+        buf[n] = 0;
+        *ret = buf;
+        *ret_size = n;
+        return 0;
 }

@@ -8,3 +8,20 @@
  * returns r, so that `return error_set(ret_error, -EINVAL, "...", ...);`
  * reads as one statement. */
 int error_set(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
+
+/* For buffers that held private key material or a password: zeroes n bytes
+ * (explicit_bzero(), which the compiler may not drop) and frees. NULL is
+ * fine. erase_and_free_string() zeroes up to the terminator. */
+void erase_and_free(void *p, size_t n);
+void erase_and_free_string(char *s);
+static inline void erase_and_free_stringp(char **p) {
+        erase_and_free_string(*p);
+}
+#define _cleanup_erase_free_ _cleanup_(erase_and_free_stringp)
+
+/* Reads a whole file for something secret (a key, a keystore, a password):
+ * with read(2), not stdio, whose buffers would be freed holding the data,
+ * and wiping every buffer it lets go of. NUL-terminated; -EFBIG beyond max
+ * bytes; a negative errno when it cannot be read. Release *ret with
+ * erase_and_free(*ret, *ret_size). */
+int read_file_erasable(const char *path, size_t max, char **ret, size_t *ret_size);
