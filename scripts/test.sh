@@ -43,3 +43,6 @@ TLSGATE_BIN="$PWD/build/tlsgate" /usr/bin/python3 -m pytest -q -p no:cacheprovid
 
 echo "== packages: Debian (lintian) and RPM (rpmlint), each running the unit tests at build time"
 packaging/check-packages.sh
+
+echo "== benchmark, small setting: it runs, tlsgate's row is complete, every peer enforces mTLS (speed is not asserted)"
+bench/run.sh --quick

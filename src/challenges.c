@@ -2,6 +2,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/x509-ext.h>
 #include <gnutls/x509.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "challenges.h"
@@ -19,7 +20,10 @@ typedef struct Challenge {
         CertBundle *bundle;
 } Challenge;
 
+/* The ACME client adds and removes on the main thread; handshakes on every
+ * serving thread look up (--threads): the table is only touched under lock. */
 struct Challenges {
+        pthread_mutex_t lock;
         Challenge *entries;
         unsigned n_entries, n_allocated;
 };
@@ -221,6 +225,7 @@ int challenges_new(Challenges **ret) {
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
+        pthread_mutex_init(&c->lock, NULL);
         *ret = c;
         return 0;
 }
@@ -233,6 +238,7 @@ Challenges *challenges_free(Challenges *c) {
                 cert_bundle_unref(c->entries[i].bundle);
         }
         free(c->entries);
+        pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
 }
@@ -288,33 +294,56 @@ int challenges_add(Challenges *c, const char *domain,
         r = challenge_cert_new(domain, digest, &b);
         if (r < 0)
                 return r;
+        pthread_mutex_lock(&c->lock);
         r = challenges_put(c, domain, b);
+        pthread_mutex_unlock(&c->lock);
         if (r < 0)
                 cert_bundle_unref(b);
         return r;
 }
 
 int challenges_remove(Challenges *c, const char *domain) {
-        Challenge *e = challenges_find(c, domain);
+        CertBundle *gone;
+        Challenge *e;
 
-        if (!e)
+        if (!c)
                 return -ENOENT;
+        pthread_mutex_lock(&c->lock);
+        e = challenges_find(c, domain);
+        if (!e) {
+                pthread_mutex_unlock(&c->lock);
+                return -ENOENT;
+        }
         free(e->name);
-        /* Handshakes that took a reference keep their certificate. */
-        cert_bundle_unref(e->bundle);
+        gone = e->bundle;
         *e = c->entries[--c->n_entries];
+        pthread_mutex_unlock(&c->lock);
+        /* Handshakes that took a reference keep their certificate. */
+        cert_bundle_unref(gone);
         return 0;
 }
 
 CertBundle *challenges_lookup(Challenges *c, const char *sni) {
+        CertBundle *b = NULL;
         Challenge *e;
 
-        if (!sni || !*sni)
+        if (!c || !sni || !*sni)
                 return NULL;
+        pthread_mutex_lock(&c->lock);
         e = challenges_find(c, sni);
-        return e ? cert_bundle_ref(e->bundle) : NULL;
+        if (e)
+                b = cert_bundle_ref(e->bundle);
+        pthread_mutex_unlock(&c->lock);
+        return b;
 }
 
-unsigned challenges_count(const Challenges *c) {
-        return c ? c->n_entries : 0;
+unsigned challenges_count(Challenges *c) {
+        unsigned n;
+
+        if (!c)
+                return 0;
+        pthread_mutex_lock(&c->lock);
+        n = c->n_entries;
+        pthread_mutex_unlock(&c->lock);
+        return n;
 }

@@ -6,7 +6,8 @@
  * done) and the TLS hook reads (lookup by the probe's SNI). Each entry holds
  * the challenge certificate as a CertBundle, so a handshake keeps serving
  * its certificate even if the challenge is replaced or removed meanwhile.
- * Names compare ASCII case-insensitively (DNS, RFC 4343). */
+ * Names compare ASCII case-insensitively (DNS, RFC 4343). Thread-safe: the
+ * table has a lock of its own, so probes are answered on any serving thread. */
 
 #include <stdint.h>
 
@@ -39,7 +40,7 @@ int challenges_remove(Challenges *c, const char *domain);
  * empty). */
 CertBundle *challenges_lookup(Challenges *c, const char *sni);
 
-unsigned challenges_count(const Challenges *c);
+unsigned challenges_count(Challenges *c);
 
 /* Builds a challenge certificate without registering it: a fresh P-256
  * key, self-signed, exactly one DNS SAN equal to domain, and the critical

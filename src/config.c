@@ -196,6 +196,24 @@ static int set_proxy_protocol_mode(Config *c, const char *flag, const char *valu
         return 0;
 }
 
+static int parse_uint(const char *s, unsigned *ret);
+
+/* "auto" (0: one per CPU the process may run on) or 1..CONFIG_THREADS_MAX. */
+static int set_threads(Config *c, const char *flag, const char *value, char **ret_error) {
+        unsigned n;
+
+        if (streq(value, "auto")) {
+                c->threads = 0;
+                return 0;
+        }
+        if (parse_uint(value, &n) < 0 || n < 1 || n > CONFIG_THREADS_MAX)
+                return error_set(ret_error, -EINVAL,
+                              _("--%s: must be \"auto\" or a number of threads from 1 to %u, not \"%s\""),
+                              flag, CONFIG_THREADS_MAX, value);
+        c->threads = n;
+        return 0;
+}
+
 #define CFG(field) offsetof(Config, field)
 
 static const Option options[] = {
@@ -278,6 +296,10 @@ static const Option options[] = {
           N_("Close connections this long after they were accepted; 0 means no limit."), "0s" },
         { "max-concurrent-conns", OPTION_UINT, 0, CFG(max_concurrent_conns), NULL, "N",
           N_("Most connections handled at once; 0 means no limit."), "0" },
+        { "threads", OPTION_SETTER, 0, 0, set_threads, "N",
+          N_("Threads serving connections, each with its own event loop on the shared "
+             "listening socket: a number, or auto for one per CPU the process may run on "
+             "(its affinity mask), at most 64."), "auto" },
         { "shutdown-timeout", OPTION_DURATION, 0, CFG(shutdown_timeout), NULL, "DURATION",
           N_("On shutdown, close connections still open after this long."), "5m" },
         { "timed-reload", OPTION_DURATION, 0, CFG(timed_reload), NULL, "DURATION",
@@ -817,6 +839,7 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
                 if (!copy)
                         return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 r = parse_line(c, path, line, copy, seen, ret_error);
+                explicit_bzero(copy, len); /* it may hold the storepass */
                 if (r < 0)
                         return r;
 
@@ -876,7 +899,9 @@ int config_load_file(Config *c, const char *path, char **ret_error) {
                 return error_set(ret_error, r, "%s", _("out of memory"));
         if (r < 0)
                 return error_set(ret_error, r, _("cannot read %s: %s"), path, strerror(-r));
-        return config_parse_text(c, path, text, size, ret_error);
+        r = config_parse_text(c, path, text, size, ret_error);
+        explicit_bzero(text, size); /* it may hold the storepass */
+        return r;
 }
 
 /* Credentials, as systemd's LoadCredential= passes them. */
@@ -1011,6 +1036,8 @@ static bool setter_equal(const Option *o, const Config *a, const Config *b) {
                        streq_ptr(a->status.spec, b->status.spec);
         if (o->set == set_proxy_protocol_mode)
                 return a->proxy_protocol_mode == b->proxy_protocol_mode;
+        if (o->set == set_threads)
+                return a->threads == b->threads;
         return false;
 }
 

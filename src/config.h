@@ -31,6 +31,9 @@ typedef enum CipherFamily {
 
 #define CIPHER_FAMILIES_MAX 2
 
+/* --threads N: 1..CONFIG_THREADS_MAX. */
+#define CONFIG_THREADS_MAX 64U
+
 typedef struct Config {
         char *config_file;     /* --config, as given; NULL when none */
 
@@ -71,6 +74,7 @@ typedef struct Config {
         usec_t shutdown_timeout;  /* default 5m */
         usec_t timed_reload;      /* default 0 = off */
         unsigned max_concurrent_conns; /* 0 = unlimited */
+        unsigned threads;              /* --threads; 0 = auto (the CPUs in the affinity mask) */
 
         TlsVersion max_tls_version;   /* default TLS 1.3 */
         CipherFamily cipher_suites[CIPHER_FAMILIES_MAX]; /* in preference order */

@@ -532,6 +532,7 @@ static int conn_check_peer(Conn *c) {
         }
         r = verify_cache_lookup(c->creds->verified, peers, n, now, &c->verdict);
         if (r > 0) {
+                metrics_verify_cached(c->server->metrics);
                 c->peer_checked = true;
                 return 0;
         }
@@ -1071,12 +1072,13 @@ int conn_new(ConnServer *s, int fd, const struct sockaddr *peer, socklen_t peer_
         c->fd = fd;
         socket_set_nodelay(fd, peer->sa_family);
         c->target_fd = -EBADF;
-        c->id = ++s->next_id;
+        c->id = atomic_fetch_add_explicit(s->next_id, 1, memory_order_relaxed) + 1;
         c->state = CONN_HANDSHAKE;
         snprintf(c->id_str, sizeof c->id_str, "%" PRIu64, c->id);
         format_peer(peer, peer_len, c->peer, sizeof c->peer);
-        c->creds = creds_ref(s->creds);
-        c->bundle = cert_bundle_ref(s->creds->bundle);     /* NULL until ACME has one */
+        /* Both under the lock a reload or a new certificate swaps them with;
+         * the bundle is NULL until ACME has one. */
+        current_creds_get(s->current, &c->creds, &c->bundle);
         (void) sd_event_now(s->event, CLOCK_MONOTONIC, &c->start);
 
         /* Linked first, so that conn_free() can always unlink. */

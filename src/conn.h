@@ -16,13 +16,14 @@
 
 typedef struct Conn Conn;
 
-/* What the connections of one listener share. Owned by the manager; the
- * manager is told through on_conn_freed when a connection goes away, so
- * that it can resume accepting or finish a shutdown. */
+/* What the connections of one serving thread share (src/worker.c: one per
+ * --threads, each with its own loop); the pointers lead to what all threads
+ * share. The owner is told through on_conn_freed when a connection goes
+ * away, so that it can resume accepting or finish a shutdown. */
 typedef struct ConnServer {
         sd_event *event;
         const Config *config;
-        Creds *creds;                   /* what new handshakes use */
+        CurrentCreds *current;          /* what new handshakes use (shared, locked) */
         gnutls_datum_t ticket_key;      /* session ticket encryption key */
         struct Challenges *challenges;  /* ACME: pending TLS-ALPN-01 challenges; NULL: no gate */
         struct Metrics *metrics;        /* counters for /_metrics; NULL: none */
@@ -30,8 +31,8 @@ typedef struct ConnServer {
         socklen_t target_len;
 
         Conn *conns;                    /* doubly linked list */
-        unsigned n_conns;
-        uint64_t next_id;
+        unsigned n_conns;               /* this thread's */
+        _Atomic uint64_t *next_id;      /* shared: connection ids are unique in the process */
         BufPool bufpool;                /* this thread's pipe buffers (src/bufpool.h) */
 
         void (*on_conn_freed)(struct ConnServer *s, void *userdata);

@@ -34,14 +34,17 @@ static void pcerts_free(gnutls_pcert_st *p, unsigned n) {
         free(p);
 }
 
+/* Reference counts are shared by the serving threads (--threads): taking
+ * one needs no ordering; the last drop must see every other thread's use
+ * of the object before it frees it. */
 CertBundle *cert_bundle_ref(CertBundle *b) {
         if (b)
-                b->n_ref++;
+                atomic_fetch_add_explicit(&b->n_ref, 1, memory_order_relaxed);
         return b;
 }
 
 CertBundle *cert_bundle_unref(CertBundle *b) {
-        if (!b || --b->n_ref > 0)
+        if (!b || atomic_fetch_sub_explicit(&b->n_ref, 1, memory_order_acq_rel) > 1)
                 return NULL;
         if (b->base)
                 cert_bundle_unref(b->base); /* pcerts and key are the base's */
@@ -162,15 +165,16 @@ finish:
         return r;
 }
 
+/* Not gnutls_load_file(): its stdio buffer is freed holding the key. */
 static int read_file(const char *path, const char *flag, gnutls_datum_t *ret, char **ret_error) {
+        char *data;
+        size_t size;
         int r;
 
-        errno = 0;
-        r = gnutls_load_file(path, ret);
-        if (r < 0) {
-                int e = errno > 0 ? errno : EIO;
-                return error_set(ret_error, -e, _("%s %s: cannot read: %s"), flag, path, strerror(e));
-        }
+        r = read_file_erasable(path, 64U * 1024U * 1024U, &data, &size);
+        if (r < 0)
+                return error_set(ret_error, r, _("%s %s: cannot read: %s"), flag, path, strerror(-r));
+        *ret = (gnutls_datum_t) { .data = (unsigned char *) data, .size = (unsigned) size };
         return 0;
 }
 
@@ -326,12 +330,12 @@ int cert_bundle_load(const Config *c, CertBundle **ret, char **ret_error) {
 
 Creds *creds_ref(Creds *c) {
         if (c)
-                c->n_ref++;
+                atomic_fetch_add_explicit(&c->n_ref, 1, memory_order_relaxed);
         return c;
 }
 
 Creds *creds_unref(Creds *c) {
-        if (!c || --c->n_ref > 0)
+        if (!c || atomic_fetch_sub_explicit(&c->n_ref, 1, memory_order_acq_rel) > 1)
                 return NULL;
         if (c->x509)
                 gnutls_certificate_free_credentials(c->x509);
@@ -436,6 +440,45 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
 void creds_set_bundle(Creds *c, CertBundle *bundle) {
         CertBundle *old = c->bundle;
         c->bundle = cert_bundle_ref(bundle);
+        cert_bundle_unref(old);
+}
+
+void current_creds_init(CurrentCreds *cur) {
+        pthread_mutex_init(&cur->lock, NULL);
+        cur->creds = NULL;
+}
+
+void current_creds_done(CurrentCreds *cur) {
+        cur->creds = creds_unref(cur->creds);
+        pthread_mutex_destroy(&cur->lock);
+}
+
+void current_creds_get(CurrentCreds *cur, Creds **ret_creds, CertBundle **ret_bundle) {
+        pthread_mutex_lock(&cur->lock);
+        *ret_creds = creds_ref(cur->creds);
+        *ret_bundle = cur->creds ? cert_bundle_ref(cur->creds->bundle) : NULL;
+        pthread_mutex_unlock(&cur->lock);
+}
+
+void current_creds_replace(CurrentCreds *cur, Creds *c) {
+        Creds *old;
+
+        pthread_mutex_lock(&cur->lock);
+        old = cur->creds;
+        cur->creds = c;
+        pthread_mutex_unlock(&cur->lock);
+        /* Connections that took it keep it alive; freeing needs no lock. */
+        creds_unref(old);
+}
+
+void current_creds_set_bundle(CurrentCreds *cur, CertBundle *bundle) {
+        CertBundle *old;
+
+        cert_bundle_ref(bundle);
+        pthread_mutex_lock(&cur->lock);
+        old = cur->creds->bundle;
+        cur->creds->bundle = bundle;
+        pthread_mutex_unlock(&cur->lock);
         cert_bundle_unref(old);
 }
 

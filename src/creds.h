@@ -9,12 +9,14 @@
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "config.h"
 
 typedef struct CertBundle {
-        unsigned n_ref;
+        atomic_uint n_ref;              /* connections on every thread share bundles */
         gnutls_pcert_st *pcerts;        /* leaf first */
         unsigned n_pcerts;
         gnutls_privkey_t key;
@@ -45,7 +47,7 @@ CertBundle *cert_bundle_base(CertBundle *b);
 int cert_bundle_load(const Config *c, CertBundle **ret, char **ret_error);
 
 typedef struct Creds {
-        unsigned n_ref;
+        atomic_uint n_ref;
         gnutls_certificate_credentials_t x509;
         gnutls_priority_t priority;
         gnutls_priority_t priority_probe; /* ACME probes: no session tickets */
@@ -65,8 +67,31 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Creds *, creds_unref);
 int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_function3 *retrieve,
               Creds **ret, char **ret_error);
 
-/* Replaces the certificate new handshakes get; live sessions keep theirs. */
+/* Replaces the certificate new handshakes get; live sessions keep theirs.
+ * Only for a Creds no other thread can see yet: a served one changes with
+ * current_creds_set_bundle(). */
 void creds_set_bundle(Creds *c, CertBundle *bundle);
+
+/* The credential new handshakes use, shared by the serving threads
+ * (--threads): a connection takes its references on the Creds and on its
+ * bundle in current_creds_get(), under the same lock the main thread holds
+ * to replace either. The main thread, the only writer, may read creds (and
+ * creds->bundle) without the lock. */
+typedef struct CurrentCreds {
+        pthread_mutex_t lock;
+        Creds *creds;
+} CurrentCreds;
+
+void current_creds_init(CurrentCreds *cur);
+/* Drops the reference on the credential. */
+void current_creds_done(CurrentCreds *cur);
+/* New references on the current credential and its bundle (NULL until ACME
+ * obtained one). */
+void current_creds_get(CurrentCreds *cur, Creds **ret_creds, CertBundle **ret_bundle);
+/* Takes over the caller's reference on c; the old credential is unreferenced. */
+void current_creds_replace(CurrentCreds *cur, Creds *c);
+/* creds_set_bundle() on the current credential, under the lock. */
+void current_creds_set_bundle(CurrentCreds *cur, CertBundle *bundle);
 
 /* Builds a bundle from a PEM chain (leaf first) and a PEM private key. what
  * names the source in error messages. */

@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -50,16 +51,37 @@ void log_force_stderr(void) {
         log_to_journal = false;
 }
 
+/* One write() per line, built first: lines from several serving threads
+ * (--threads), or processes sharing the stream, never interleave. */
 static void log_to_stderr(int level, const char *message) {
         struct timespec ts;
         struct tm tm;
-        char stamp[32];
+        char stamp[32], line[2200];
+        const char *p = line;
+        size_t left;
+        int n;
 
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
         strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-        fprintf(stderr, "%s.%06ldZ [%d] %s%s\n", stamp, ts.tv_nsec / 1000, (int) getpid(),
-                level <= LOG_ERR ? "error: " : level == LOG_WARNING ? "warning: " : "", message);
+        n = snprintf(line, sizeof line, "%s.%06ldZ [%d] %s%s\n", stamp, ts.tv_nsec / 1000,
+                     (int) getpid(),
+                     level <= LOG_ERR ? "error: " : level == LOG_WARNING ? "warning: " : "",
+                     message);
+        if (n < 0)
+                return;
+        left = MIN((size_t) n, sizeof line - 1);
+        if ((size_t) n >= sizeof line)
+                line[left - 1] = '\n'; /* truncated: still one line */
+        while (left > 0) {
+                ssize_t k = write(STDERR_FILENO, p, left);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return;
+                p += k;
+                left -= (size_t) k;
+        }
 }
 
 static void log_to_journald(int level, const char *message_id, const LogField *fields,

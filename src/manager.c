@@ -12,15 +12,15 @@
 #include "manager.h"
 #include "status.h"
 
-/* How long accepting pauses after EMFILE/ENFILE before trying again. */
-#define ACCEPT_PAUSE_USEC (250 * USEC_PER_MSEC)
-/* Accepts per wake-up, so that a flood cannot starve live connections. */
-#define ACCEPT_BURST 64
-
-static void manager_update_accepting(Manager *m);
+unsigned manager_n_conns(Manager *m) {
+        return worker_pool_n_conns(m->workers);
+}
 
 void manager_notify_status(Manager *m) {
-        const CertBundle *b = m->server.creds ? m->server.creds->bundle : NULL;
+        /* The main thread is the only one that replaces the credential: it
+         * reads it without the lock. */
+        const CertBundle *b = m->current.creds ? m->current.creds->bundle : NULL;
+        unsigned n = manager_n_conns(m);
         char expiry[32] = "";
         struct tm tm;
 
@@ -34,8 +34,7 @@ void manager_notify_status(Manager *m) {
                 strftime(expiry, sizeof expiry, "%Y-%m-%d %H:%M UTC", &tm);
         (void) sd_notifyf(false, "STATUS=%s %s -> %s, %u connection%s; certificate %s expires %s",
                           m->shutting_down ? "Draining" : "Serving", m->config.listen.spec,
-                          m->config.target.spec, m->server.n_conns,
-                          m->server.n_conns == 1 ? "" : "s",
+                          m->config.target.spec, n, n == 1 ? "" : "s",
                           m->config.auto_acme_cert ? m->config.auto_acme_cert : strempty(b->subject),
                           expiry);
 }
@@ -50,13 +49,13 @@ static void manager_ready(Manager *m) {
 void manager_ocsp_follow(Manager *m, bool refresh) {
         _cleanup_(cert_bundle_unrefp) CertBundle *served = NULL;
 
-        if (!m->ocsp || !m->server.creds)
+        if (!m->ocsp || !m->current.creds)
                 return;
         /* The stapler may hand back the same chain with its current staple
          * (a reload of the same certificate). */
-        served = ocsp_stapler_track(m->ocsp, m->server.creds->bundle, refresh);
-        if (served != m->server.creds->bundle)
-                creds_set_bundle(m->server.creds, served);
+        served = ocsp_stapler_track(m->ocsp, m->current.creds->bundle, refresh);
+        if (served != m->current.creds->bundle)
+                current_creds_set_bundle(&m->current, served);
 }
 
 static void on_ocsp_serve(CertBundle *b, void *userdata) {
@@ -65,9 +64,9 @@ static void on_ocsp_serve(CertBundle *b, void *userdata) {
         /* A new bundle (same chain, new staple or none) for new handshakes;
          * live ones keep the bundle they hold (FACTS.md section 1). Only if
          * it is still the certificate the credential serves. */
-        if (m->server.creds &&
-            cert_bundle_base(m->server.creds->bundle) == cert_bundle_base(b))
-                creds_set_bundle(m->server.creds, b);
+        if (m->current.creds &&
+            cert_bundle_base(m->current.creds->bundle) == cert_bundle_base(b))
+                current_creds_set_bundle(&m->current, b);
 }
 
 static void on_ocsp_revoked(CertBundle *b, void *userdata) {
@@ -81,8 +80,9 @@ static void on_ocsp_revoked(CertBundle *b, void *userdata) {
 static void on_certificate(CertBundle *bundle, bool renewed, void *userdata) {
         Manager *m = userdata;
 
-        /* New handshakes get the new certificate; live ones keep theirs. */
-        creds_set_bundle(m->server.creds, bundle);
+        /* New handshakes get the new certificate, on every thread; live
+         * ones keep theirs. */
+        current_creds_set_bundle(&m->current, bundle);
         manager_ocsp_follow(m, false);
         manager_ready(m);
         manager_notify_status(m);
@@ -104,103 +104,21 @@ static void on_waiting(usec_t usec, void *userdata) {
         manager_notify_status(userdata);
 }
 
-static void on_conn_freed(ConnServer *s, void *userdata) {
+/* Every thread stopped accepting after SIGTERM and its connections are gone. */
+static void on_drained(void *userdata) {
         Manager *m = userdata;
 
-        if (m->shutting_down) {
-                if (s->n_conns == 0 && !m->forced) {
-                        log_info("all connections drained, exiting");
-                        (void) sd_event_exit(m->event, EXIT_SUCCESS);
-                }
+        if (m->forced)
                 return;
-        }
-        manager_update_accepting(m);
-}
-
-static void manager_update_accepting(Manager *m) {
-        const Config *c = &m->config;
-        bool on;
-
-        if (!m->listen_source)
-                return;
-        on = !m->shutting_down && !m->accept_paused &&
-             (c->max_concurrent_conns == 0 || m->server.n_conns < c->max_concurrent_conns);
-        (void) sd_event_source_set_enabled(m->listen_source, on ? SD_EVENT_ON : SD_EVENT_OFF);
-}
-
-static int on_accept_pause_end(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
-
-        m->accept_paused = false;
-        log_debug("resuming accepting connections");
-        manager_update_accepting(m);
-        return 0;
-}
-
-static void manager_pause_accepting(Manager *m, int error) {
-        int r;
-
-        /* The listening socket stays readable while the fd table is full:
-         * back off instead of spinning, and try again shortly. */
-        log_full_errno(m->accept_pause_logged ? LOG_DEBUG : LOG_WARNING, error,
-                       "cannot accept connections: %m; pausing for %llu ms",
-                       (unsigned long long) (ACCEPT_PAUSE_USEC / USEC_PER_MSEC));
-        /* Once per episode: a full table can last, the journal should not fill. */
-        m->accept_pause_logged = true;
-        m->accept_paused = true;
-        manager_update_accepting(m);
-        if (m->accept_pause)
-                r = sd_event_source_set_time_relative(m->accept_pause, ACCEPT_PAUSE_USEC) < 0 ? -1 :
-                    sd_event_source_set_enabled(m->accept_pause, SD_EVENT_ONESHOT);
-        else
-                r = sd_event_add_time_relative(m->event, &m->accept_pause, CLOCK_MONOTONIC,
-                                               ACCEPT_PAUSE_USEC, 0, on_accept_pause_end, m);
-        if (r < 0) {
-                log_error("cannot arm the accept back-off timer, resuming at once");
-                m->accept_paused = false;
-                manager_update_accepting(m);
-        }
-}
-
-static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Manager *m = userdata;
-        const Config *c = &m->config;
-
-        for (unsigned i = 0; i < ACCEPT_BURST; i++) {
-                struct sockaddr_storage peer;
-                socklen_t len = sizeof peer;
-                int cfd, r;
-
-                if (c->max_concurrent_conns > 0 && m->server.n_conns >= c->max_concurrent_conns)
-                        break;
-                cfd = accept4(fd, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (cfd < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                break;
-                        if (errno == ECONNABORTED || errno == EPROTO)
-                                continue;
-                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-                            errno == ENOMEM) {
-                                manager_pause_accepting(m, errno);
-                                return 0;
-                        }
-                        log_warning_errno(errno, "accept failed: %m, ignoring");
-                        break;
-                }
-                if (m->accept_pause_logged) {
-                        log_info("accepting connections again");
-                        m->accept_pause_logged = false;
-                }
-                r = conn_new(&m->server, cfd, (struct sockaddr *) &peer, len, NULL);
-                if (r < 0)
-                        log_warning_errno(r, "cannot set up connection: %m, dropping it");
-        }
-        manager_update_accepting(m);
-        return 0;
+        if (!m->drain_quietly)
+                log_info("all connections drained, exiting");
+        (void) sd_event_exit(m->event, EXIT_SUCCESS);
 }
 
 static void manager_close_listener(Manager *m) {
-        m->listen_source = sd_event_source_disable_unref(m->listen_source);
+        /* Every thread drops its copy of the socket (worker 0 at once, the
+         * others as soon as they see the flag). */
+        worker_pool_stop(m->workers);
         m->listen_fd = safe_close(m->listen_fd);
         if (m->unix_path) {
                 (void) unlink(m->unix_path);
@@ -210,47 +128,54 @@ static void manager_close_listener(Manager *m) {
 
 static int manager_force_exit(Manager *m) {
         m->forced = true;
-        conn_server_close_all(&m->server);
+        /* This thread's connections now, the other threads' as soon as they
+         * see the flag; worker_pool_free() joins them after the loop. */
+        worker_pool_close_all(m->workers);
         (void) sd_event_exit(m->event, EXIT_FAILURE);
         return 0;
 }
 
 static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
+        unsigned n = manager_n_conns(m);
 
         log_warning("--shutdown-timeout reached with %u connection%s still open, closing them",
-                    m->server.n_conns, m->server.n_conns == 1 ? "" : "s");
+                    n, n == 1 ? "" : "s");
         return manager_force_exit(m);
 }
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
         char buf[DURATION_MAX];
+        unsigned n = manager_n_conns(m);
         int r;
 
         if (m->shutting_down) {
                 log_warning("received %s again, closing %u connection%s now",
-                            strsignal((int) si->ssi_signo), m->server.n_conns,
-                            m->server.n_conns == 1 ? "" : "s");
+                            strsignal((int) si->ssi_signo), n, n == 1 ? "" : "s");
                 return manager_force_exit(m);
         }
         m->shutting_down = true;
         (void) sd_notify(false, "STOPPING=1");
-        manager_close_listener(m);
 
-        if (m->server.n_conns == 0) {
+        /* The exit itself comes from on_drained(), once every thread has
+         * dropped the socket and its connections (at once when none are
+         * open); a connection a thread accepted meanwhile is waited for. */
+        if (n == 0) {
                 log_info("received %s, no open connections, exiting", strsignal((int) si->ssi_signo));
-                return sd_event_exit(m->event, EXIT_SUCCESS);
+                m->drain_quietly = true;
+        } else {
+                log_info("received %s, stopped accepting; waiting up to %s for %u connection%s",
+                         strsignal((int) si->ssi_signo),
+                         format_duration(buf, sizeof buf, m->config.shutdown_timeout), n,
+                         n == 1 ? "" : "s");
+                manager_notify_status(m);
         }
-        log_info("received %s, stopped accepting; waiting up to %s for %u connection%s",
-                 strsignal((int) si->ssi_signo),
-                 format_duration(buf, sizeof buf, m->config.shutdown_timeout), m->server.n_conns,
-                 m->server.n_conns == 1 ? "" : "s");
-        manager_notify_status(m);
         r = sd_event_add_time_relative(m->event, &m->shutdown_timer, CLOCK_MONOTONIC,
                                        m->config.shutdown_timeout, 0, on_shutdown_timeout, m);
         if (r < 0)
                 return manager_force_exit(m);
+        manager_close_listener(m);
         return 0;
 }
 
@@ -273,6 +198,7 @@ int manager_new(Config *config, Manager **ret, char **ret_error) {
         if (!m)
                 return -ENOMEM;
         m->listen_fd = -EBADF;
+        current_creds_init(&m->current);
         m->config = *config;
         memset(config, 0, sizeof *config);
 
@@ -281,10 +207,7 @@ int manager_new(Config *config, Manager **ret, char **ret_error) {
                 return r;
         m->server.event = m->event;
         m->server.config = &m->config;
-        m->server.on_conn_freed = on_conn_freed;
-        m->server.userdata = m;
-        metrics_init(&m->metrics);
-        m->server.metrics = &m->metrics;
+        m->server.current = &m->current;
 
         /* One key per process: tickets don't survive a restart, which is
          * what a restart after a key compromise needs anyway. */
@@ -300,14 +223,14 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         status_server_free(m->status);
-        conn_server_close_all(&m->server);
+        /* Joins the serving threads, closing what they still hold. */
+        m->workers = worker_pool_free(m->workers);
         manager_close_listener(m);
-        sd_event_source_disable_unref(m->accept_pause);
         sd_event_source_disable_unref(m->shutdown_timer);
         reload_done(&m->reload);
         ocsp_stapler_free(m->ocsp);
         renewer_free(m->renewer);
-        creds_unref(m->server.creds);
+        current_creds_done(&m->current);
         challenges_free(m->challenges);
         if (m->server.ticket_key.data) {
                 gnutls_memset(m->server.ticket_key.data, 0, m->server.ticket_key.size);
@@ -344,7 +267,8 @@ int manager_start(Manager *m, char **ret_error) {
                 r = cert_bundle_load(&m->config, &bundle, ret_error);
         if (r < 0)
                 return r;
-        r = creds_new(&m->config, bundle, conn_retrieve_certificate, &m->server.creds, ret_error);
+        /* No other thread runs yet: the credential is put in place unlocked. */
+        r = creds_new(&m->config, bundle, conn_retrieve_certificate, &m->current.creds, ret_error);
         if (r < 0)
                 return r;
         {
@@ -384,9 +308,13 @@ int manager_start(Manager *m, char **ret_error) {
         r = listener_open(&m->config.listen, &m->listen_fd, &m->unix_path, ret_error);
         if (r < 0)
                 return r;
-        r = sd_event_add_io(m->event, &m->listen_source, m->listen_fd, EPOLLIN, on_accept, m);
+        /* Signals are blocked by now: the threads inherit that. */
+        m->n_threads = m->config.threads > 0 ? m->config.threads : worker_threads_auto();
+        r = worker_pool_new(m->event, m->n_threads, &m->server, m->listen_fd, on_drained, m,
+                            &m->workers);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "cannot set up %u serving threads: %m", m->n_threads);
+        log_debug("serving connections on %u thread%s", m->n_threads, m->n_threads == 1 ? "" : "s");
         if (m->config.status_set) {
                 r = status_server_new(m, &m->status, ret_error);
                 if (r < 0)
@@ -398,16 +326,23 @@ int manager_start(Manager *m, char **ret_error) {
 
         /* ACME after the listener: the CA's probes arrive on this very
          * socket, even for the first certificate (FACTS.md section 5). */
-        if (m->renewer)
-                return renewer_start(m->renewer, ret_error);
-        return 0;
+        if (m->renewer) {
+                r = renewer_start(m->renewer, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        /* The other threads accept only now, when a stored ACME certificate
+         * is in place: the first client of a socket-activated start must
+         * not be refused for want of it. (Worker 0 accepts once the main
+         * loop runs.) */
+        return worker_pool_start(m->workers);
 }
 
 int manager_run(Manager *m) {
         int r;
 
         /* READY=1 only once a certificate is served. */
-        if (m->server.creds->bundle)
+        if (m->current.creds->bundle)
                 manager_ready(m);
         manager_notify_status(m);
         r = sd_event_loop(m->event);

@@ -3,7 +3,10 @@
 
 /* The Manager owns everything of one running server: the event loop, the
  * configuration, the listening socket, the served credentials and the
- * connections. No global mutable state lives outside it. */
+ * serving threads with their connections (src/worker.c). No global mutable
+ * state lives outside it. Everything here runs on the main thread; what the
+ * serving threads share with it is thread-safe (CurrentCreds, Challenges,
+ * the WorkerPool's counters). */
 
 #include <systemd/sd-event.h>
 
@@ -14,19 +17,22 @@
 #include "ocsp.h"
 #include "reload.h"
 #include "renew.h"
+#include "worker.h"
 
 typedef struct Manager {
         sd_event *event;
         Config config;
 
+        /* What every serving thread's ConnServer starts from (config, current
+         * credential, ticket key, challenges, target); serves nothing itself. */
         ConnServer server;
+        CurrentCreds current;           /* server.current points here */
 
         int listen_fd;
         char *unix_path;                /* removed on exit */
-        sd_event_source *listen_source;
-        sd_event_source *accept_pause;  /* EMFILE back-off */
-        bool accept_paused;
-        bool accept_pause_logged;       /* warned about this EMFILE episode */
+        /* --threads: worker 0 on this loop, the others on threads of their own. */
+        WorkerPool *workers;
+        unsigned n_threads;
 
         /* --auto-acme-cert: certificate maintenance and the gate's challenges. */
         Renewer *renewer;
@@ -35,6 +41,7 @@ typedef struct Manager {
 
         bool shutting_down;
         bool forced;
+        bool drain_quietly;             /* nothing was open at SIGTERM */
         sd_event_source *shutdown_timer;
 
         /* SIGHUP/SIGUSR1/--timed-reload (src/reload.c); main() sets argc/argv. */
@@ -43,9 +50,8 @@ typedef struct Manager {
         /* OCSP stapling of the served certificate (src/ocsp.c). */
         OcspStapler *ocsp;
 
-        /* --status (src/status.c) and the counters it serves; conn.c counts. */
+        /* --status (src/status.c); the counters it serves are the workers'. */
         struct StatusServer *status;
-        Metrics metrics;
 } Manager;
 
 /* Takes ownership of *config (it is moved into the manager). On failure
@@ -67,6 +73,9 @@ int manager_reload(Manager *m);
 
 /* Sends STATUS= describing what is served now. */
 void manager_notify_status(Manager *m);
+
+/* Connections open now, on all serving threads. */
+unsigned manager_n_conns(Manager *m);
 
 /* After the served bundle changed (start, reload, renewal): lets the OCSP
  * stapler follow it, and serves its stapled copy when it has one for the

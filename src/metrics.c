@@ -25,10 +25,53 @@ _Static_assert(ELEMENTSOF(lifetime_bounds) < METRICS_BUCKETS_MAX, "too many buck
 
 void metrics_init(Metrics *m) {
         *m = (Metrics) {};
+        pthread_mutex_init(&m->lock, NULL);
         m->handshake.bounds = handshake_bounds;
         m->handshake.n_bounds = ELEMENTSOF(handshake_bounds);
         m->lifetime.bounds = lifetime_bounds;
         m->lifetime.n_bounds = ELEMENTSOF(lifetime_bounds);
+}
+
+void metrics_done(Metrics *m) {
+        pthread_mutex_destroy(&m->lock);
+}
+
+static void timer_add(MetricsTimer *dst, const MetricsTimer *src) {
+        unsigned start = src->n_recent < METRICS_RESERVOIR ? 0 : src->next_recent;
+
+        if (src->count == 0)
+                return;
+        if (dst->count == 0 || src->min < dst->min)
+                dst->min = src->min;
+        if (dst->count == 0 || src->max > dst->max)
+                dst->max = src->max;
+        dst->count += src->count;
+        dst->sum += src->sum;
+        for (unsigned i = 0; i <= dst->n_bounds && i < METRICS_BUCKETS_MAX; i++)
+                dst->buckets[i] += src->buckets[i];
+        /* Oldest first, so that the ring keeps the newest of src. */
+        for (unsigned i = 0; i < src->n_recent; i++) {
+                dst->recent[dst->next_recent] = src->recent[(start + i) % METRICS_RESERVOIR];
+                dst->next_recent = (dst->next_recent + 1) % METRICS_RESERVOIR;
+                if (dst->n_recent < METRICS_RESERVOIR)
+                        dst->n_recent++;
+        }
+}
+
+void metrics_add(Metrics *dst, Metrics *src) {
+        pthread_mutex_lock(&src->lock);
+        dst->accept_total += src->accept_total;
+        dst->accept_success += src->accept_success;
+        dst->accept_error += src->accept_error;
+        dst->accept_timeout += src->accept_timeout;
+        dst->accept_denied += src->accept_denied;
+        dst->dial_error += src->dial_error;
+        dst->conn_timeout += src->conn_timeout;
+        dst->verify_cached += src->verify_cached;
+        dst->open += src->open;
+        timer_add(&dst->handshake, &src->handshake);
+        timer_add(&dst->lifetime, &src->lifetime);
+        pthread_mutex_unlock(&src->lock);
 }
 
 void metrics_timer_observe(MetricsTimer *t, usec_t value) {
@@ -49,54 +92,89 @@ void metrics_timer_observe(MetricsTimer *t, usec_t value) {
                 t->n_recent++;
 }
 
+void metrics_counts(Metrics *m, uint64_t *ret_accepted, uint64_t *ret_open) {
+        pthread_mutex_lock(&m->lock);
+        *ret_accepted = m->accept_total;
+        *ret_open = m->open;
+        pthread_mutex_unlock(&m->lock);
+}
+
 void metrics_conn_opened(Metrics *m) {
         if (!m)
                 return;
+        pthread_mutex_lock(&m->lock);
         m->accept_total++;
         m->open++;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_conn_closed(Metrics *m, usec_t lifetime) {
         if (!m)
                 return;
+        pthread_mutex_lock(&m->lock);
         if (m->open > 0)
                 m->open--;
         metrics_timer_observe(&m->lifetime, lifetime);
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_handshake_done(Metrics *m, usec_t elapsed) {
-        if (m)
-                metrics_timer_observe(&m->handshake, elapsed);
+        if (!m)
+                return;
+        pthread_mutex_lock(&m->lock);
+        metrics_timer_observe(&m->handshake, elapsed);
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_handshake_failed(Metrics *m, bool timed_out) {
         if (!m)
                 return;
+        pthread_mutex_lock(&m->lock);
         m->accept_error++;
         if (timed_out)
                 m->accept_timeout++;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_denied(Metrics *m) {
         if (!m)
                 return;
+        pthread_mutex_lock(&m->lock);
         m->accept_error++;
         m->accept_denied++;
+        pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_verify_cached(Metrics *m) {
+        if (!m)
+                return;
+        pthread_mutex_lock(&m->lock);
+        m->verify_cached++;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_dial_failed(Metrics *m) {
-        if (m)
-                m->dial_error++;
+        if (!m)
+                return;
+        pthread_mutex_lock(&m->lock);
+        m->dial_error++;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_piping(Metrics *m) {
-        if (m)
-                m->accept_success++;
+        if (!m)
+                return;
+        pthread_mutex_lock(&m->lock);
+        m->accept_success++;
+        pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_conn_timeout(Metrics *m) {
-        if (m)
-                m->conn_timeout++;
+        if (!m)
+                return;
+        pthread_mutex_lock(&m->lock);
+        m->conn_timeout++;
+        pthread_mutex_unlock(&m->lock);
 }
 
 static int cmp_usec(const void *a, const void *b) {
@@ -217,6 +295,9 @@ static size_t metrics_entries(const Metrics *m, const MetricsExtra *x, Entry *e)
             m->dial_error, NULL);
         ADD("conn.timeout", KIND_COUNTER,
             "Connections ended by --close-timeout or --max-conn-lifetime.", m->conn_timeout, NULL);
+        ADD("verify.cached", KIND_COUNTER,
+            "Client certificate chains not verified again: same chain, same CA bundle and rules.",
+            m->verify_cached, NULL);
         ADD("conn.handshake", KIND_TIMER, "Time from accept to a completed TLS handshake.", 0,
             &m->handshake);
         ADD("conn.lifetime", KIND_TIMER, "Time from accept to close.", 0, &m->lifetime);

@@ -9,8 +9,11 @@
  * I/O; the caller passes durations, the time and the host name.
  *
  * The update functions are what conn.c calls at its transitions; each
- * accepts NULL (no metrics) and does nothing then. */
+ * accepts NULL (no metrics) and does nothing then. With --threads every
+ * serving thread counts into a Metrics of its own (no contention); the lock
+ * is there for metrics_add(), which the main thread uses to sum them. */
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +37,7 @@ typedef struct MetricsTimer {
 } MetricsTimer;
 
 typedef struct Metrics {
+        pthread_mutex_t lock;           /* held by every update and by metrics_add() */
         uint64_t accept_total;          /* connections accepted */
         uint64_t accept_success;        /* handshake, authorization and dial done: piping */
         uint64_t accept_error;          /* handshake failed, timed out or client denied */
@@ -41,12 +45,20 @@ typedef struct Metrics {
         uint64_t accept_denied;         /* no --allow rule matched (also in accept_error) */
         uint64_t dial_error;            /* the target could not be reached (or timed out) */
         uint64_t conn_timeout;          /* ended by --close-timeout or --max-conn-lifetime */
+        uint64_t verify_cached;         /* client chains judged from the cache (src/verify-cache.c) */
         uint64_t open;                  /* connections open now */
         MetricsTimer handshake;         /* accept to completed TLS handshake */
         MetricsTimer lifetime;          /* accept to close, every connection */
 } Metrics;
 
 void metrics_init(Metrics *m);
+void metrics_done(Metrics *m);
+/* Adds src's counters and timers to dst (a snapshot only the caller uses),
+ * taking src's lock. The recent observations of the timers are appended,
+ * the newest kept when they overflow the reservoir. */
+void metrics_add(Metrics *dst, Metrics *src);
+/* accept_total and open, under the lock. */
+void metrics_counts(Metrics *m, uint64_t *ret_accepted, uint64_t *ret_open);
 
 void metrics_conn_opened(Metrics *m);
 void metrics_conn_closed(Metrics *m, usec_t lifetime);
@@ -56,6 +68,7 @@ void metrics_denied(Metrics *m);
 void metrics_dial_failed(Metrics *m);
 void metrics_piping(Metrics *m);
 void metrics_conn_timeout(Metrics *m);
+void metrics_verify_cached(Metrics *m);
 
 void metrics_timer_observe(MetricsTimer *t, usec_t value);
 /* go-metrics' percentile of the recent observations (p in 0..1), in usec. */

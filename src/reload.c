@@ -227,7 +227,8 @@ int reload_run(Manager *m, ReloadTrigger trigger) {
         _cleanup_free_ char *error = NULL;
         uint8_t digest[RELOAD_DIGEST_SIZE] = {};
         bool notified = false, swapped = false, digest_ok = false, differs;
-        CertBundle *current = m->server.creds ? m->server.creds->bundle : NULL;
+        /* Main thread, the only writer: read without the lock. */
+        CertBundle *current = m->current.creds ? m->current.creds->bundle : NULL;
         int r;
 
         if (trigger == RELOAD_SIGNAL)
@@ -276,9 +277,9 @@ int reload_run(Manager *m, ReloadTrigger trigger) {
         if (r < 0)
                 goto fail;
 
-        /* 4. Swap. Open connections keep the Creds they hold. */
-        creds_unref(m->server.creds);
-        m->server.creds = TAKE_PTR(creds);
+        /* 4. Swap, under the lock the serving threads take their references
+         * with. Open connections, on every thread, keep the Creds they hold. */
+        current_creds_replace(&m->current, TAKE_PTR(creds));
         manager_ocsp_follow(m, trigger == RELOAD_SIGNAL); /* OCSP: keep or restart the staple */
         memcpy(m->reload.ca_digest, digest, sizeof digest);
         m->reload.ca_digest_set = digest_ok;

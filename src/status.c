@@ -425,11 +425,30 @@ static json_object *json_acme(const Manager *m) {
         return o;
 }
 
+/* --threads: per serving thread, connections accepted so far and open now
+ * (0 is the main thread). */
+static json_object *json_threads(WorkerPool *p) {
+        json_object *a = json_object_new_array();
+
+        for (unsigned i = 0; a && i < worker_pool_size(p); i++) {
+                json_object *t = json_object_new_object();
+                uint64_t accepted, open;
+
+                if (!t)
+                        break;
+                worker_pool_thread_counts(p, i, &accepted, &open);
+                json_object_object_add(t, "accepted", json_object_new_int64((int64_t) accepted));
+                json_object_object_add(t, "connections", json_object_new_int64((int64_t) open));
+                json_object_array_add(a, t);
+        }
+        return a;
+}
+
 /* Ghostunnel's fields in its order, then "tlsgate" with what it lacks. */
 static json_object *status_json(StatusServer *s, bool backend_ok, const char *backend_error,
                                 bool *ret_ok) {
         const Manager *m = s->manager;
-        const CertBundle *b = m->server.creds ? m->server.creds->bundle : NULL;
+        const CertBundle *b = m->current.creds ? m->current.creds->bundle : NULL;
         bool listening = m->ready && !m->shutting_down, ok = listening && backend_ok;
         char hostname[256];
         struct timespec ts;
@@ -470,7 +489,9 @@ static json_object *status_json(StatusServer *s, bool backend_ok, const char *ba
         json_object_object_add(o, "revision", json_object_new_string(PACKAGE_VERSION));
         json_object_object_add(o, "compiler", json_object_new_string(STATUS_COMPILER));
 
-        json_object_object_add(x, "connections", json_object_new_int64(m->server.n_conns));
+        json_object_object_add(x, "connections",
+                               json_object_new_int64(worker_pool_n_conns(m->workers)));
+        json_object_object_add(x, "threads", json_threads(m->workers));
         json_object_object_add(x, "certificate", json_certificate(b, ts.tv_sec));
         json_object_object_add(x, "acme", json_acme(m));
         json_object_object_add(x, "reloads", json_object_new_int64(m->reload.n_reloads));
@@ -513,11 +534,16 @@ static void on_backend_checked(bool ok, const char *error, void *userdata) {
 
 static void sc_metrics(StatusConn *c, bool prometheus) {
         const Manager *m = c->server->manager;
-        const CertBundle *b = m->server.creds ? m->server.creds->bundle : NULL;
+        const CertBundle *b = m->current.creds ? m->current.creds->bundle : NULL;
         _cleanup_free_ char *text = NULL;
         MetricsExtra x = {};
         char hostname[256] = "unknown";
+        Metrics sum;
         int r;
+
+        /* Every serving thread's counters, added up. */
+        metrics_init(&sum);
+        worker_pool_metrics(m->workers, &sum);
 
         if (b) {
                 x.has_cert = true;
@@ -532,14 +558,15 @@ static void sc_metrics(StatusConn *c, bool prometheus) {
                 x.acme_renewal_failures = st.failures;
         }
         if (prometheus)
-                r = metrics_render_prometheus(&m->metrics, &x, m->config.metrics_prefix, &text);
+                r = metrics_render_prometheus(&sum, &x, m->config.metrics_prefix, &text);
         else {
                 if (gethostname(hostname, sizeof hostname) < 0)
                         snprintf(hostname, sizeof hostname, "unknown");
                 hostname[sizeof hostname - 1] = '\0';
-                r = metrics_render_json(&m->metrics, &x, m->config.metrics_prefix, hostname,
+                r = metrics_render_json(&sum, &x, m->config.metrics_prefix, hostname,
                                         (int64_t) time(NULL), &text);
         }
+        metrics_done(&sum);
         if (r < 0)
                 return sc_respond_text(c, 500, "out of memory\n", NULL);
         sc_respond(c, 200,
@@ -710,7 +737,7 @@ static int on_conn_deadline(sd_event_source *source, uint64_t usec, void *userda
 
 static int sc_setup_tls(StatusConn *c) {
         StatusServer *s = c->server;
-        Creds *cr = s->manager->server.creds;
+        Creds *cr = s->manager->current.creds;  /* main thread: no lock needed */
         int r;
 
         /* ACME before the first certificate: nothing to serve yet. */

@@ -30,7 +30,7 @@ GHOSTUNNEL_FIELDS = ["ok", "status", "listen_address", "forward_address", "backe
                      "backend_status", "time", "last_reload", "hostname", "message",
                      "revision", "compiler"]
 COUNTERS = ["conn.open", "accept.total", "accept.success", "accept.error", "accept.timeout",
-            "accept.denied", "dial.error", "conn.timeout"]
+            "accept.denied", "dial.error", "conn.timeout", "verify.cached"]
 TIMER_SUFFIXES = ["count", "min", "max", "mean", "50-percentile", "75-percentile",
                   "95-percentile", "99-percentile"]
 PROM_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{le="([^"]+)"\})? (\S+)$')
@@ -397,6 +397,7 @@ def test_metrics_move_with_clients(start_proxy, backend, pki):
     m, _ = metrics_json(t.status_addr)
     assert m["tlsgate.accept.success"] == 1, m
     assert m["tlsgate.accept.error"] == 2, m          # denied + no certificate
+    assert m["tlsgate.verify.cached"] == 0, m         # three different clients
     assert m["tlsgate.accept.denied"] == 1, m
     assert m["tlsgate.accept.timeout"] == 0, m
     assert m["tlsgate.dial.error"] == 0, m
@@ -424,6 +425,34 @@ def test_metrics_move_with_clients(start_proxy, backend, pki):
     # And the JSON under its other names.
     for path in ("/_metrics/json", "/_metrics?format=json"):
         assert metrics_json(t.status_addr, path)[0]["tlsgate.accept.total"] == 3
+
+
+def test_verified_chains_are_cached_per_generation(start_proxy, backend, pki):
+    """A client chain is verified and judged once per CA bundle and rules: the
+    next connection with the same chain gets the same answer from the cache
+    (allowed or denied), and a reload starts over."""
+    t = start_status(start_proxy, backend, access=("--allow-cn", "client"))
+    allowed = client_context(pki.ca.cert_path, pki.client)
+    denied = client_context(pki.ca.cert_path, pki.client_ou)
+
+    def connect(ctx, n_conns, cached, echoed):
+        o = try_echo(t.addr, ctx)
+        assert o.echoed == echoed, o
+        wait_metric(t.status_addr, "tlsgate.accept.total", n_conns)
+        wait_metric(t.status_addr, "tlsgate.conn.open", 0)
+        m, _ = metrics_json(t.status_addr)
+        assert m["tlsgate.verify.cached"] == cached, (n_conns, m)
+
+    connect(allowed, 1, 0, True)
+    connect(allowed, 2, 1, True)
+    connect(denied, 3, 1, False)
+    connect(denied, 4, 2, False)      # a cached denial is still a denial
+    assert len(t.find_log("access denied")) == 2, t.log()
+
+    t.send_signal(signal.SIGHUP)
+    t.wait_log("reloaded certificate")
+    connect(allowed, 5, 2, True)      # a new generation verifies again
+    connect(allowed, 6, 3, True)
 
 
 def test_metrics_open_gauge_and_conn_timeout(start_proxy, backend, pki):

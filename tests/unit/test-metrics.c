@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Counters, timers and their JSON and Prometheus renderings. */
 
+#include <math.h>
+
 #include "metrics.h"
 #include "test-util.h"
 
@@ -22,6 +24,7 @@ static void fill(Metrics *m) {
         metrics_dial_failed(m);
         metrics_piping(m);
         metrics_conn_timeout(m);
+        metrics_verify_cached(m);
         metrics_conn_closed(m, 500 * MS);
         metrics_conn_closed(m, 120 * SEC);
 }
@@ -54,6 +57,10 @@ static const char expected_prometheus[] =
         "--max-conn-lifetime.\n"
         "# TYPE tlsgate_conn_timeout counter\n"
         "tlsgate_conn_timeout 1\n"
+        "# HELP tlsgate_verify_cached Client certificate chains not verified again: same "
+        "chain, same CA bundle and rules.\n"
+        "# TYPE tlsgate_verify_cached counter\n"
+        "tlsgate_verify_cached 1\n"
         "# HELP tlsgate_conn_handshake_seconds Time from accept to a completed TLS handshake.\n"
         "# TYPE tlsgate_conn_handshake_seconds histogram\n"
         "tlsgate_conn_handshake_seconds_bucket{le=\"0.001\"} 0\n"
@@ -150,6 +157,7 @@ static void test_json_exact(void) {
                      E("accept.success", "1") "," E("accept.error", "2") ","
                      E("accept.timeout", "1") "," E("accept.denied", "1") ","
                      E("dial.error", "1") "," E("conn.timeout", "1") ","
+                     E("verify.cached", "1") ","
                      /* nanoseconds, as go-metrics' timers */
                      E("conn.handshake.count", "2") "," E("conn.handshake.min", "2000000") ","
                      E("conn.handshake.max", "30000000") "," E("conn.handshake.mean", "16000000") ","
@@ -205,6 +213,7 @@ static void test_null_and_gauge(void) {
         metrics_dial_failed(NULL);
         metrics_piping(NULL);
         metrics_conn_timeout(NULL);
+        metrics_verify_cached(NULL);
 
         metrics_init(&m);
         metrics_conn_opened(&m);
@@ -253,7 +262,59 @@ static void test_prefix_valid(void) {
                 "a234567890123456789012345678901234567890123456789012345678901234X"));
 }
 
+/* --threads: the per-thread counters summed give what one thread counting
+ * everything would have rendered. */
+static void test_add(void) {
+        static Metrics a, b, sum, all;
+        _cleanup_free_ char *text = NULL;
+
+        fill(&a);
+        metrics_init(&b);
+        metrics_verify_cached(&b);
+        metrics_conn_opened(&b);
+        metrics_handshake_done(&b, 7 * MS);
+        metrics_conn_closed(&b, 3 * SEC);
+
+        fill(&all);
+        metrics_verify_cached(&all);
+        metrics_conn_opened(&all);
+        metrics_handshake_done(&all, 7 * MS);
+        metrics_conn_closed(&all, 3 * SEC);
+
+        metrics_init(&sum);
+        metrics_add(&sum, &a);
+        metrics_add(&sum, &b);
+        CHECK_INT_EQ(sum.accept_total, 4);
+        CHECK_INT_EQ(sum.verify_cached, 2);
+        CHECK_INT_EQ(sum.open, 1);
+        CHECK_INT_EQ(sum.handshake.count, 3);
+        CHECK_INT_EQ(sum.handshake.min, 2 * MS);
+        CHECK_INT_EQ(sum.handshake.max, 30 * MS);
+        CHECK_INT_EQ(sum.lifetime.n_recent, 3);
+        CHECK(metrics_render_prometheus(&sum, NULL, "tlsgate", &text) >= 0);
+        {
+                _cleanup_free_ char *expected = NULL;
+                CHECK(metrics_render_prometheus(&all, NULL, "tlsgate", &expected) >= 0);
+                CHECK_STR_EQ(text, expected);
+        }
+        CHECK(fabs(metrics_timer_percentile(&sum.handshake, 0.5) -
+                   metrics_timer_percentile(&all.handshake, 0.5)) < 1e-9);
+
+        /* A full reservoir keeps the newest observations of the added one. */
+        metrics_init(&a);
+        for (unsigned i = 0; i < METRICS_RESERVOIR + 10; i++)
+                metrics_timer_observe(&a.handshake, i);
+        metrics_init(&sum);
+        metrics_add(&sum, &a);
+        CHECK_INT_EQ(sum.handshake.n_recent, METRICS_RESERVOIR);
+        CHECK_INT_EQ(sum.handshake.recent[(sum.handshake.next_recent + METRICS_RESERVOIR - 1) %
+                                          METRICS_RESERVOIR],
+                     METRICS_RESERVOIR + 9);
+        CHECK_INT_EQ(sum.handshake.recent[sum.handshake.next_recent], 10);
+}
+
 int main(void) {
+        test_add();
         test_prometheus_exact();
         test_prometheus_prefix_and_optional();
         test_json_exact();

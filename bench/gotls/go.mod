@@ -1,0 +1,3 @@
+module tlsgate.bench/gotlsproxy
+
+go 1.19
