@@ -156,7 +156,6 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
                 return manager_force_exit(m);
         }
         m->shutting_down = true;
-        (void) sd_notify(false, "STOPPING=1");
 
         /* The exit itself comes from on_drained(), once every thread has
          * dropped the socket and its connections (at once when none are
@@ -176,6 +175,9 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         if (r < 0)
                 return manager_force_exit(m);
         manager_close_listener(m);
+        /* Only now: every thread has been told to accept nothing more, so
+         * a client that connects after seeing STOPPING=1 is not served. */
+        (void) sd_notify(false, "STOPPING=1");
         return 0;
 }
 

@@ -208,6 +208,19 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 if (!worker_take_slot(w))
                         break;
                 cfd = accept4(fd, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                /* A shutdown whose kick this thread has not read yet (both
+                 * events may be pending, in either order, or it came during
+                 * this loop): what was not accepted before it is dropped, as
+                 * the kernel drops the backlog once every thread closed its
+                 * copy of the socket. Checked after accept4(), so that no
+                 * connection slips in between the check and the call. */
+                if (atomic_load(&w->pool->stopping)) {
+                        safe_close(cfd);
+                        worker_release_slot(w);
+                        worker_stop_accepting(w);
+                        worker_check_drained(w);
+                        return 0;
+                }
                 if (cfd < 0) {
                         int e = errno;
 

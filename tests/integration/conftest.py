@@ -120,12 +120,19 @@ class ProxyFactory:
 
     def cleanup(self):
         failed = _failed(self.request.node)
+        reports = []
         for t in self.started:
             rc = t.cleanup()
             if failed:
                 sys.stderr.write("\n===== %s pid %s argv %s\n===== exit %s%s\n%s\n"
                                  % (t.name, t.proc.pid if t.proc else None, " ".join(t.argv),
                                     rc, " (SIGKILLed)" if t.killed else "", t.log()))
+            report = t.memory_errors()
+            if report:
+                reports.append(report)
+        # Memory errors and leaks (valgrind, ASan/UBSan) fail the test in teardown.
+        if reports:
+            pytest.fail("\n\n".join(reports), pytrace=False)
 
 
 @pytest.fixture

@@ -150,6 +150,33 @@ class NotifyReceiver:
 
 
 # --------------------------------------------------------------------------
+# TLSGATE_VALGRIND=1: every tlsgate the fixtures start runs under valgrind's
+# memcheck (scripts/test.sh runs a subset of the suite so). Its report goes to
+# a file next to the daemon's log; cleanup() turns an error or a definite or
+# indirect leak into a test failure.
+VALGRIND_SUPP = os.path.normpath(os.path.join(HERE, "..", "valgrind.supp"))
+
+
+def valgrind_argv(log_path):
+    return ["valgrind", "--tool=memcheck", "--quiet", "--leak-check=full",
+            "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
+            "--error-exitcode=99", "--num-callers=40", "--suppressions=" + VALGRIND_SUPP,
+            "--log-file=" + log_path]
+
+
+def _wrap(argv, log_path):
+    """Puts valgrind right before the tlsgate binary (after prlimit,
+    systemd-socket-activate, ... which exec it)."""
+    for i, a in enumerate(argv):
+        if os.path.basename(a) == "tlsgate":
+            return argv[:i] + valgrind_argv(log_path) + argv[i:]
+    return argv
+
+
+# Sanitizer reports on the daemon's stderr (ASan, LeakSanitizer, UBSan).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
 class StartupError(AssertionError):
     pass
 
@@ -176,6 +203,10 @@ class Tlsgate:
         self.proc = None
         self.killed = False
         self.start_time = None
+        self.valgrind_log = None
+        if os.environ.get("TLSGATE_VALGRIND") == "1":
+            self.valgrind_log = self.log_path[:-len(".log")] + ".valgrind"
+            self.argv = _wrap(self.argv, self.valgrind_log)
 
     @property
     def pid(self):
@@ -262,6 +293,20 @@ class Tlsgate:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         return self.proc.returncode
+
+    def memory_errors(self):
+        """valgrind's or a sanitizer's report on this process, or None."""
+        if self.valgrind_log and os.path.exists(self.valgrind_log):
+            with open(self.valgrind_log, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            # With --quiet only errors and definite/indirect leaks are
+            # written, each with a stack; exit code 99 is valgrind's own.
+            if "at 0x" in text or (self.proc is not None and self.proc.returncode == 99):
+                return "valgrind (%s):\n%s" % (self.valgrind_log, text)
+        log = self.log()
+        if any(m in log for m in SANITIZER_MARKS):
+            return "sanitizer report in %s:\n%s" % (self.log_path, log)
+        return None
 
     def cleanup(self):
         rc = self.stop()
