@@ -663,9 +663,12 @@ static int import_key(const char *pem, size_t len, gnutls_x509_privkey_t *ret) {
 }
 
 /* The chain parses completely and the key belongs to its leaf. */
+/* The chain parses, its leaf names domain (a certificate copied in from
+ * another name's directory would fail every client's hostname check), and the
+ * key is the leaf's. */
 static int check_cert_and_key(const char *crt, size_t crt_len, const char *crt_path,
                               const char *key, size_t key_len, const char *key_path,
-                              char **ret_error) {
+                              const char *domain, char **ret_error) {
         gnutls_datum_t d = { .data = (unsigned char *) crt, .size = (unsigned) crt_len };
         gnutls_x509_crt_t *crts = NULL;
         gnutls_x509_privkey_t k = NULL;
@@ -680,7 +683,10 @@ static int check_cert_and_key(const char *crt, size_t crt_len, const char *crt_p
         if (r < 0 || n == 0)
                 return fail(ret_error, -EBADMSG, _("%s: no usable certificate: %s"), crt_path,
                             r < 0 ? gnutls_strerror(r) : "empty");
-        if (import_key(key, key_len, &k) < 0)
+        if (!gnutls_x509_crt_check_hostname2(crts[0], domain, 0))
+                r = fail(ret_error, -EBADMSG, _("%s: the certificate is not for %s"), crt_path,
+                         domain);
+        else if (import_key(key, key_len, &k) < 0)
                 r = fail(ret_error, -EBADMSG, _("%s: unusable private key"), key_path);
         else if (gnutls_x509_crt_get_key_id(crts[0], GNUTLS_KEYID_USE_SHA256, id1, &l1) < 0 ||
                  gnutls_x509_privkey_get_key_id(k, GNUTLS_KEYID_USE_SHA256, id2, &l2) < 0 ||
@@ -735,8 +741,8 @@ static void paths_free(char *paths[static _STORAGE_CERT_FILE_MAX]) {
                 free(paths[f]);
 }
 
-static int load_cert(char *paths[static _STORAGE_CERT_FILE_MAX], StoredCert *c,
-                     char **ret_error) {
+static int load_cert(char *paths[static _STORAGE_CERT_FILE_MAX], const char *domain,
+                     StoredCert *c, char **ret_error) {
         _cleanup_json_ json_object *o = NULL;
         _cleanup_free_ char *meta = NULL;
         json_object *d;
@@ -774,7 +780,7 @@ static int load_cert(char *paths[static _STORAGE_CERT_FILE_MAX], StoredCert *c,
                         return r;
         }
         r = check_cert_and_key(c->cert_pem, c->cert_len, paths[STORAGE_CERT_CRT], c->key_pem,
-                               c->key_len, paths[STORAGE_CERT_KEY], ret_error);
+                               c->key_len, paths[STORAGE_CERT_KEY], domain, ret_error);
         if (r >= 0)
                 r = json_parse_file(paths[STORAGE_CERT_META], meta, meta_len, &o, ret_error);
         if (r >= 0)
@@ -800,7 +806,7 @@ int storage_load_cert(const char *root, const char *issuer_key, const char *doma
         if (r < 0)
                 r = fail(ret_error, r, _("%s: no valid storage path for this name"), domain);
         else
-                r = load_cert(paths, &c, ret_error);
+                r = load_cert(paths, domain, &c, ret_error);
         paths_free(paths);
         if (r < 0)
                 return r;
@@ -995,7 +1001,7 @@ int storage_save_cert(const char *root, const char *issuer_key, const char *doma
         else if (!c->cert_pem || !c->key_pem)
                 r = fail(ret_error, -EINVAL, _("%s: certificate or key missing"), domain);
         else if (check_cert_and_key(c->cert_pem, c->cert_len, "new certificate", c->key_pem,
-                                    c->key_len, "new key", ret_error) < 0)
+                                    c->key_len, "new key", domain, ret_error) < 0)
                 r = -EINVAL;
         else if ((r = format_cert_meta(c, &meta)) < 0)
                 r = fail(ret_error, r, _("%s: cannot encode metadata"), paths[STORAGE_CERT_META]);

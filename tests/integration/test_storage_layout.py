@@ -10,6 +10,7 @@ Layout under $XDG_DATA_HOME/certmagic for --auto-acme-ca=https://127.0.0.1:$WFE/
 import datetime
 import json
 import os
+import shutil
 import threading
 import time
 
@@ -185,6 +186,25 @@ def test_corrupt_certificate_is_reissued(pebble, acme_factory, backend, pki):
         "no message naming the unusable file %s:\n%s" % (cf["crt"], gate2.log())
     e = echo(gate2.addr, client_ctx(pebble, pki.client))
     assert e.ok and e.serial != first.serial, e
+    assert stored_leaf(gate2.xdg, pebble).serial_number == e.serial
+
+
+def test_foreign_certificate_is_reissued(pebble, acme_factory, backend, pki):
+    """A certificate and key copied into the name's directory from elsewhere
+    (valid, matching each other, but for another name) are not served."""
+    gate = acme_factory.start(pebble, backend, timeout=15)
+    first = echo(gate.addr, client_ctx(pebble, pki.client))
+    assert first.ok, first
+    assert gate.stop() == 0, gate.log()
+    cf = cert_files(gate.xdg, pebble)
+    shutil.copyfile(pki.server.cert_path, cf["crt"])   # CN=localhost, not DOMAIN
+    shutil.copyfile(pki.server.key_path, cf["key"])
+
+    gate2 = acme_factory.start(pebble, backend, timeout=15)
+    assert log_lines_with(gate2, cf["crt"], "not for " + DOMAIN), \
+        "no message naming the foreign certificate %s:\n%s" % (cf["crt"], gate2.log())
+    e = echo(gate2.addr, client_ctx(pebble, pki.client))
+    assert e.ok and e.serial not in (first.serial, pki.server.cert.serial_number), e
     assert stored_leaf(gate2.xdg, pebble).serial_number == e.serial
 
 
