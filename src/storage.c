@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "log.h"
 #include "storage.h"
 #include "strv.h"
 #include "util.h"
@@ -405,7 +406,7 @@ int storage_write_file(const char *path, const void *data, size_t n) {
 /* A whole regular file, NUL-terminated. -ENOENT when absent, -EBADMSG when not a
  * regular file or too large, the errno when it cannot be read. Opened relative to
  * dfd (the last component of path when dfd is a directory), named path. */
-static int read_file_at(int dfd, const char *path, char **ret, size_t *ret_len,
+static int read_file_at(int dfd, const char *path, bool secret, char **ret, size_t *ret_len,
                         char **ret_error) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
@@ -423,6 +424,17 @@ static int read_file_at(int dfd, const char *path, char **ret, size_t *ret_len,
         }
         if (!S_ISREG(st.st_mode))
                 return fail(ret_error, -EBADMSG, _("%s: not a regular file"), path);
+        if (secret && (st.st_mode & 077)) {
+                /* certmagic writes keys 0600; one that others may read (copied
+                 * in with a wide umask, say) is restricted, and said so. */
+                if (fchmod(fd, 0600) < 0)
+                        log_warning_errno(errno, "%s: private key readable by others (mode %04o), "
+                                          "cannot restrict it: %m", path,
+                                          (unsigned) (st.st_mode & 07777));
+                else
+                        log_warning("%s: private key was readable by others (mode %04o), "
+                                    "restricted to 0600", path, (unsigned) (st.st_mode & 07777));
+        }
         buf = malloc(STORAGE_FILE_MAX + 1);
         if (!buf)
                 return -ENOMEM;
@@ -447,8 +459,9 @@ static int read_file_at(int dfd, const char *path, char **ret, size_t *ret_len,
         return 0;
 }
 
-static int read_file(const char *path, char **ret, size_t *ret_len, char **ret_error) {
-        return read_file_at(AT_FDCWD, path, ret, ret_len, ret_error);
+static int read_file(const char *path, bool secret, char **ret, size_t *ret_len,
+                     char **ret_error) {
+        return read_file_at(AT_FDCWD, path, secret, ret, ret_len, ret_error);
 }
 
 /* ---- JSON ----------------------------------------------------------------------------- */
@@ -765,14 +778,15 @@ static int load_cert(char *paths[static _STORAGE_CERT_FILE_MAX], const char *dom
         }
         if (dfd < 0)
                 return fail(ret_error, -ENOENT, _("%s: not found"), paths[STORAGE_CERT_CRT]);
-        r = read_file_at(dfd, paths[STORAGE_CERT_CRT], &c->cert_pem, &c->cert_len, ret_error);
+        r = read_file_at(dfd, paths[STORAGE_CERT_CRT], false, &c->cert_pem, &c->cert_len,
+                         ret_error);
         if (r < 0)
                 return r;
         /* With the certificate present, a missing key or JSON is damage, not absence. */
         for (StorageCertFile f = STORAGE_CERT_KEY; f <= STORAGE_CERT_META; f++) {
                 r = f == STORAGE_CERT_KEY ?
-                            read_file_at(dfd, paths[f], &c->key_pem, &c->key_len, ret_error) :
-                            read_file_at(dfd, paths[f], &meta, &meta_len, ret_error);
+                            read_file_at(dfd, paths[f], true, &c->key_pem, &c->key_len, ret_error) :
+                            read_file_at(dfd, paths[f], false, &meta, &meta_len, ret_error);
                 if (r == -ENOENT)
                         return fail(ret_error, -EBADMSG, _("%s: missing, but %s exists"),
                                     paths[f], paths[STORAGE_CERT_CRT]);
@@ -1091,10 +1105,10 @@ int storage_load_account(const char *root, const char *issuer_key, const char *e
         if (r < 0)
                 return fail(ret_error, r, _("%s: no valid storage path for this email"),
                             strempty(email));
-        r = read_file(reg_path, &reg, &reg_len, ret_error);
+        r = read_file(reg_path, false, &reg, &reg_len, ret_error);
         if (r < 0)
                 return r;
-        r = read_file(key_path, &a.key_pem, &a.key_len, ret_error);
+        r = read_file(key_path, true, &a.key_pem, &a.key_len, ret_error);
         if (r == -ENOENT)
                 return fail(ret_error, -ENOKEY,
                             _("%s: account key missing, but %s exists; restore the key, or "
@@ -1240,7 +1254,7 @@ static int read_lock(const char *path, int64_t *ret_created, int64_t *ret_update
         size_t len;
         int r;
 
-        r = read_file(path, &data, &len, NULL);
+        r = read_file(path, false, &data, &len, NULL);
         if (r < 0 && r != -EBADMSG)
                 return r;
         if (stat(path, &st) < 0)

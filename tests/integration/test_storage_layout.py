@@ -208,6 +208,34 @@ def test_foreign_certificate_is_reissued(pebble, acme_factory, backend, pki):
     assert stored_leaf(gate2.xdg, pebble).serial_number == e.serial
 
 
+def test_keys_readable_by_others_are_restricted(pebble, acme_factory, backend, pki):
+    """Key files that others may read (copied in with a wide umask, say) are
+    restricted to 0600 when read, with a warning naming them; they are still
+    used."""
+    gate = acme_factory.start(pebble, backend, timeout=15)
+    first = echo(gate.addr, client_ctx(pebble, pki.client))
+    assert first.ok, first
+    assert gate.stop() == 0, gate.log()
+    cf, af = cert_files(gate.xdg, pebble), account_files(gate.xdg, pebble)
+
+    os.chmod(cf["key"], 0o644)
+    gate2 = acme_factory.start(pebble, backend, timeout=15)
+    assert log_lines_with(gate2, cf["key"], "readable by others", "0644"), gate2.log()
+    assert os.stat(cf["key"]).st_mode & 0o7777 == 0o600
+    e = echo(gate2.addr, client_ctx(pebble, pki.client))
+    assert e.ok and e.serial == first.serial, "the stored certificate was not served: %r" % e
+    assert gate2.stop() == 0, gate2.log()
+
+    # The account key is read when ordering: make it order.
+    os.unlink(cf["crt"])
+    os.unlink(cf["key"])
+    os.chmod(af["key"], 0o640)
+    gate3 = acme_factory.start(pebble, backend, timeout=15)
+    wait_log_with(gate3, "obtained", DOMAIN)
+    assert log_lines_with(gate3, af["key"], "readable by others", "0640"), gate3.log()
+    assert os.stat(af["key"]).st_mode & 0o7777 == 0o600
+
+
 def test_unusable_account_key_is_not_replaced(pebble, acme_factory, backend, pki):
     gate = acme_factory.start(pebble, backend, timeout=15)
     assert echo(gate.addr, client_ctx(pebble, pki.client)).ok
