@@ -92,7 +92,8 @@ case " $PEERS " in
         if ! command -v go >/dev/null; then
                 GOTLS_WHY="no go compiler (Debian package golang-go)"
         elif ! (cd "$BENCH/gotls" && GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
-                GOCACHE="$BUILD_DIR/bench/gocache" go build -o "$GOTLS" .) >"$BUILD_DIR/bench/gotls.log" 2>&1; then
+                GOCACHE="$BUILD_DIR/bench/gocache" GOPATH="$BUILD_DIR/bench/gopath" \
+                go build -o "$GOTLS" .) >"$BUILD_DIR/bench/gotls.log" 2>&1; then
                 GOTLS_WHY="go build failed (see $BUILD_DIR/bench/gotls.log)"
         fi ;;
 esac
