@@ -409,17 +409,15 @@ int storage_write_file(const char *path, const void *data, size_t n) {
 static int read_file_at(int dfd, const char *path, bool secret, char **ret, size_t *ret_len,
                         char **ret_error) {
         _cleanup_close_ int fd = -EBADF;
-        _cleanup_free_ char *buf = NULL;
         struct stat st;
-        size_t n = 0;
-        ssize_t k;
+        int r;
 
         fd = openat(dfd, dfd == AT_FDCWD || !strrchr(path, '/') ? path : strrchr(path, '/') + 1,
                     O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 && errno == ENOENT)
                 return fail(ret_error, -ENOENT, _("%s: not found"), path);
         if (fd < 0 || fstat(fd, &st) < 0) {
-                int r = -errno;
+                r = -errno;
                 return fail(ret_error, r, _("%s: cannot open: %s"), path, strerror(-r));
         }
         if (!S_ISREG(st.st_mode))
@@ -435,27 +433,12 @@ static int read_file_at(int dfd, const char *path, bool secret, char **ret, size
                         log_warning("%s: private key was readable by others (mode %04o), "
                                     "restricted to 0600", path, (unsigned) (st.st_mode & 07777));
         }
-        buf = malloc(STORAGE_FILE_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
         /* It may be a key: what was read is wiped when it is not handed out. */
-        while ((k = read(fd, buf + n, STORAGE_FILE_MAX + 1 - n)) != 0) {
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        int r = -errno;
-                        explicit_bzero(buf, n);
-                        return fail(ret_error, r, _("%s: cannot read: %s"), path, strerror(-r));
-                }
-                n += (size_t) k;
-                if (n > STORAGE_FILE_MAX) {
-                        explicit_bzero(buf, n);
-                        return fail(ret_error, -EBADMSG, _("%s: too large"), path);
-                }
-        }
-        buf[n] = 0;
-        *ret = TAKE_PTR(buf);
-        *ret_len = n;
+        r = read_fd_erasable(fd, STORAGE_FILE_MAX, ret, ret_len);
+        if (r == -EFBIG)
+                return fail(ret_error, -EBADMSG, _("%s: too large"), path);
+        if (r < 0)
+                return fail(ret_error, r, _("%s: cannot read: %s"), path, strerror(-r));
         return 0;
 }
 

@@ -35,12 +35,19 @@ void erase_and_free_string(char *s) {
 
 int read_file_erasable(const char *path, size_t max, char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        return read_fd_erasable(fd, max, ret, ret_size);
+}
+
+int read_fd_erasable(int fd, size_t max, char **ret, size_t *ret_size) {
         struct stat st;
         size_t n = 0, allocated;
         char *buf;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0 || fstat(fd, &st) < 0)
+        if (fstat(fd, &st) < 0)
                 return -errno;
         allocated = S_ISREG(st.st_mode) && (size_t) st.st_size < max ? (size_t) st.st_size + 1 : 4096;
         buf = malloc(allocated);

@@ -25,3 +25,5 @@ static inline void erase_and_free_stringp(char **p) {
  * bytes; a negative errno when it cannot be read. Release *ret with
  * erase_and_free(*ret, *ret_size). */
 int read_file_erasable(const char *path, size_t max, char **ret, size_t *ret_size);
+/* The same from an open file descriptor (read to its end). */
+int read_fd_erasable(int fd, size_t max, char **ret, size_t *ret_size);
