@@ -579,6 +579,61 @@ static int on_verify_peer(gnutls_session_t session) {
         return 0;
 }
 
+/* Tells a refused client why, as Go (Ghostunnel) does, instead of a bare
+ * TCP close: certificate_required (TLS 1.3) or bad_certificate (1.2) when
+ * it showed none, unknown_ca / certificate_expired / bad_certificate when
+ * its chain failed, GnuTLS's mapping for the rest (a malformed or
+ * unexpected message, no shared cipher, ...). Nothing when the client is
+ * gone or sent an alert itself. Best effort: the socket is closed next. */
+static void conn_send_refusal_alert(Conn *c, int error) {
+        gnutls_alert_description_t alert;
+        unsigned n_peers = 0;
+
+        switch (error) {
+        case GNUTLS_E_PREMATURE_TERMINATION:
+        case GNUTLS_E_PULL_ERROR:
+        case GNUTLS_E_PUSH_ERROR:
+        case GNUTLS_E_FATAL_ALERT_RECEIVED:
+                return;
+        case GNUTLS_E_CERTIFICATE_REQUIRED:
+        case GNUTLS_E_NO_CERTIFICATE_FOUND:
+        no_certificate:
+                alert = gnutls_protocol_get_version(c->session) == GNUTLS_TLS1_3
+                                ? GNUTLS_A_CERTIFICATE_REQUIRED
+                                : GNUTLS_A_BAD_CERTIFICATE;
+                break;
+        case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
+                if (c->verify_status & (GNUTLS_CERT_EXPIRED | GNUTLS_CERT_NOT_ACTIVATED))
+                        alert = GNUTLS_A_CERTIFICATE_EXPIRED;
+                else if (c->verify_status & GNUTLS_CERT_SIGNER_NOT_FOUND)
+                        alert = GNUTLS_A_UNKNOWN_CA;
+                else if (c->verify_status == 0 &&
+                         !gnutls_certificate_get_peers(c->session, &n_peers))
+                        goto no_certificate;
+                else
+                        alert = GNUTLS_A_BAD_CERTIFICATE;
+                break;
+        default:
+                (void) gnutls_alert_send_appropriate(c->session, error);
+                return;
+        }
+        (void) gnutls_alert_send(c->session, GNUTLS_AL_FATAL, alert);
+}
+
+/* Closing a socket with unread bytes makes the kernel answer with a reset,
+ * which can reach the client before it reads the alert just sent (its
+ * next write then fails with a bare EOF). What the client sent so far (the
+ * rest of its flight, a first request) is read and dropped first, a
+ * bounded amount, so that the close is a FIN right behind the alert. */
+static void conn_close_refused(Conn *c) {
+        uint8_t scratch[4096];
+
+        for (unsigned i = 0; i < 16; i++)
+                if (recv(c->fd, scratch, sizeof scratch, MSG_DONTWAIT) <= 0)
+                        break;
+        conn_close(c);
+}
+
 static void conn_handshake_done(Conn *c) {
         /* The rules of the credential this connection was accepted with,
          * whose trust list also verified the chain: a reload during the
@@ -627,7 +682,7 @@ static void conn_handshake_done(Conn *c) {
                  * succeed, why it is closed. */
                 (void) gnutls_alert_send(c->session, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
                 metrics_denied(c->server->metrics);
-                return conn_close(c);
+                return conn_close_refused(c);
         }
         conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: client allowed by %s", c->id_str, rule);
 
@@ -669,8 +724,9 @@ static void conn_handshake_step(Conn *c) {
                         conn_log_handshake_error(c, "client did not present a certificate");
                 else
                         conn_log_handshake_error(c, gnutls_strerror(r));
+                conn_send_refusal_alert(c, r);
                 metrics_handshake_failed(c->server->metrics, false);
-                return conn_close(c);
+                return conn_close_refused(c);
         }
         /* Too many warnings in a row: let the loop breathe and come back
          * on the next iteration; the sources are edge-triggered, so no new
@@ -1010,7 +1066,7 @@ static int on_post_client_hello(gnutls_session_t session) {
                         } else if (!c->bundle) {
                                 conn_log_handshake_error(
                                         c, "challenge probe for a name with no pending challenge");
-                                return GNUTLS_E_NO_CERTIFICATE_FOUND;
+                                return GNUTLS_E_INSUFFICIENT_CREDENTIALS;
                         }
                         c->bundle_chosen = true;
                 }
@@ -1019,7 +1075,7 @@ static int on_post_client_hello(gnutls_session_t session) {
         }
         if (!c->bundle) {
                 conn_log_handshake_error(c, "no certificate yet, the first one is still being obtained");
-                return GNUTLS_E_NO_CERTIFICATE_FOUND;
+                return GNUTLS_E_INSUFFICIENT_CREDENTIALS;
         }
         return 0;
 }

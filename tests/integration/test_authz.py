@@ -1,4 +1,6 @@
 """Authentication and authorization: each --allow-* rule, unverified clients."""
+import ssl
+
 import pytest
 
 from tg_checks import assert_allowed, assert_refused
@@ -13,7 +15,10 @@ def _check_matrix(proxy, backend, ctx_for, pki, allowed, phrases=("denied",)):
         if name in allowed:
             assert_allowed(proxy, backend, ctx)
         else:
-            assert_refused(proxy, backend, ctx, phrases=phrases)
+            o = assert_refused(proxy, backend, ctx, phrases=phrases)
+            # verified but not allowed: told so with an access_denied alert
+            assert isinstance(o.error, ssl.SSLError) and \
+                "alert access denied" in str(o.error).lower(), o.error
 
 
 @pytest.mark.parametrize("access,allowed", [
@@ -91,6 +96,14 @@ def test_unverified_client_refused(start_proxy, backend, ctx_for, pki, version, 
     o = assert_refused(proxy, backend, ctx_for(cert, version=version))
     if version == "1.2":
         assert not o.handshake_ok, "TLS 1.2 handshake should fail: %r" % (o,)
+    # The client is told why with the alert Go (Ghostunnel) sends, not left
+    # with a bare TCP close ("EOF occurred in violation of protocol").
+    alert = {None: "alert certificate required" if version == "1.3" else "alert bad certificate",
+             "client_other_ca": "alert unknown ca",
+             "client_expired": "alert certificate expired",
+             "client_future": "alert certificate expired"}[who]
+    assert isinstance(o.error, ssl.SSLError) and alert in str(o.error).lower(), \
+        "expected the %r alert, got %r" % (alert, o.error)
     # The journal says why: no certificate, or GnuTLS's words for the
     # verification status.
     if who is None:
