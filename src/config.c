@@ -647,6 +647,44 @@ static void option_reset(Config *c, const Option *o) {
                 o->reset(c);
 }
 
+/* Ghostunnel's environment variables (kingpin's Envar()): each stands in
+ * for its flag when the command line does not give that flag, and wins
+ * over the --config file. Empty counts as unset, as in kingpin. */
+static const struct {
+        const char *variable, *option;
+} env_options[] = {
+        { "KEYSTORE_PATH", "keystore" },
+        { "KEYSTORE_PASS", "storepass" },
+        { "CERT_PATH", "cert" },
+        { "KEY_PATH", "key" },
+        { "CACERT_PATH", "cacert" },
+};
+
+static int apply_environment(Config *c, const ArgList *args, char **ret_error) {
+        for (size_t i = 0; i < ELEMENTSOF(env_options); i++) {
+                _cleanup_free_ char *message = NULL;
+                const char *value = getenv(env_options[i].variable);
+                const Option *o;
+                bool negated, given = false;
+                int r;
+
+                if (!value || !*value)
+                        continue;
+                o = option_find(env_options[i].option, &negated);
+                assert(o);
+                for (size_t j = 0; j < args->n && !given; j++)
+                        given = option_slot(args->items[j].o) == option_slot(o);
+                if (given)
+                        continue;
+                r = option_set(c, o, o->name, false, value, &message);
+                if (r < 0)
+                        return error_set(ret_error, r, _("environment variable %s: %s"),
+                                         env_options[i].variable,
+                                         message ? message : strerror(-r));
+        }
+        return 0;
+}
+
 int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **ret_error) {
         _cleanup_(arg_list_done) ArgList args = {};
         bool replaced[ELEMENTSOF(options)] = {}, help = false;
@@ -683,6 +721,9 @@ int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **
                 if (r < 0)
                         return r;
         }
+        r = apply_environment(c, &args, ret_error);
+        if (r < 0)
+                return r;
 
         for (size_t i = 0; i < args.n; i++) {
                 const ArgSetting *a = &args.items[i];

@@ -264,3 +264,41 @@ def test_wrong_storepass_file(tlsgate_bin, pki, backend, held_port, tmp_path):
     assert rc == 1, err
     assert "--storepass-file %s: must hold the password on one line" % bad in err, err
     assert "first-secret" not in err
+
+
+def test_ghostunnel_environment_variables(proxy_factory, backend, ctx_for, pki):
+    """Ghostunnel's KEYSTORE_PATH, KEYSTORE_PASS, CERT_PATH, KEY_PATH and
+    CACERT_PATH stand in for their flags; a flag on the command line wins."""
+    pem = {"CERT_PATH": pki.server.cert_path, "KEY_PATH": pki.server.key_path,
+           "CACERT_PATH": pki.ca.cert_path}
+    proxy = proxy_factory.start(backend, creds=[], access=["--allow-cn", "client"], env=pem)
+    assert_allowed(proxy, backend, ctx_for(pki.client))
+    # CACERT_PATH is the trust anchor: another CA's client is refused.
+    assert_refused(proxy, backend, ctx_for(pki.client_other_ca))
+
+    p12 = {"KEYSTORE_PATH": pki.keystore_p12_pass, "KEYSTORE_PASS": pki.P12_PASSWORD,
+           "CACERT_PATH": pki.ca.cert_path}
+    proxy = proxy_factory.start(backend, creds=[], access=["--allow-cn", "client"], env=p12)
+    assert_allowed(proxy, backend, ctx_for(pki.client))
+    assert pki.P12_PASSWORD not in proxy.log()
+
+    # The flags win over a variable that names nothing usable.
+    proxy = proxy_factory.start(backend, access=["--allow-cn", "client"],
+                                env={"CERT_PATH": "/nonexistent/cert.pem",
+                                     "KEY_PATH": "/nonexistent/key.pem"})
+    assert_allowed(proxy, backend, ctx_for(pki.client))
+
+
+def test_ghostunnel_environment_variable_errors(tlsgate_bin, pki, backend, held_port):
+    """A variable's value gets the flag's checks and messages."""
+    argv = [tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % held_port, "--target",
+            backend.target, "--cacert", pki.ca.cert_path, "--allow-all"]
+    rc, err = run_bad(tlsgate_bin, argv, env={"CERT_PATH": "/nonexistent/cert.pem",
+                                              "KEY_PATH": pki.server.key_path})
+    assert rc == 1, err
+    assert "/nonexistent/cert.pem" in err, err
+    rc, err = run_bad(tlsgate_bin, argv + ["--cert", pki.server.cert_path],
+                      env={"KEY_PATH": pki.server.key_path,
+                           "KEYSTORE_PATH": pki.keystore_p12_pass})
+    assert rc == 2, err
+    assert "--keystore" in err and "--cert" in err, err

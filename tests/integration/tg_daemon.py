@@ -79,6 +79,11 @@ def wait_until(pred, timeout, interval=0.02):
 
 # --------------------------------------------------------------------------
 # sd_notify
+# Ghostunnel's variables stand in for --keystore, --cert, ... (src/config.c):
+# a developer's shell must not leak them into the daemons the tests start.
+GHOSTUNNEL_ENV = ("KEYSTORE_PATH", "KEYSTORE_PASS", "CERT_PATH", "KEY_PATH", "CACERT_PATH")
+
+
 class NotifyReceiver:
     """AF_UNIX datagram socket collecting sd_notify messages in a thread.
 
@@ -194,7 +199,7 @@ class Tlsgate:
         self.log_path = os.path.join(logdir, "%s-%d.log" % (name, time.monotonic_ns()))
         self.env = dict(os.environ)
         for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
-                  "LISTEN_FDNAMES", "JOURNAL_STREAM"):
+                  "LISTEN_FDNAMES", "JOURNAL_STREAM") + GHOSTUNNEL_ENV:
             self.env.pop(k, None)
         if self.notify:
             self.env["NOTIFY_SOCKET"] = self.notify.path
@@ -323,7 +328,7 @@ def run_once(argv, timeout=10.0, env=None):
     """Runs a short-lived command (e.g. a bad command line); returns (rc, stdout, stderr)."""
     e = dict(os.environ)
     for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
-              "LISTEN_FDNAMES", "JOURNAL_STREAM"):
+              "LISTEN_FDNAMES", "JOURNAL_STREAM") + GHOSTUNNEL_ENV:
         e.pop(k, None)
     if env:
         e.update(env)

@@ -953,6 +953,74 @@ static char *join(const char *a, const char *b) {
         return p;
 }
 
+/* Ghostunnel's environment variables stand in for flags the command line
+ * does not give, over the --config file. */
+static void test_environment(void) {
+        _cleanup_free_ char *path = NULL;
+        char *err = NULL;
+        Config c;
+
+        path = write_file("env.conf", "cacert = file-ca.pem\ncert = file.pem\n",
+                          strlen("cacert = file-ca.pem\ncert = file.pem\n"));
+
+        setenv("CERT_PATH", "env-cert.pem", 1);
+        setenv("KEY_PATH", "env-key.pem", 1);
+        setenv("CACERT_PATH", "env-ca.pem", 1);
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--listen=127.0.0.1:8443", "--target=localhost:8080",
+                           "--allow-all"),
+                     0);
+        CHECK(err == NULL);
+        CHECK_STR_EQ(c.cert, "env-cert.pem");
+        CHECK_STR_EQ(c.key, "env-key.pem");
+        CHECK_STR_EQ(c.cacert, "env-ca.pem");
+        CHECK_INT_EQ(config_validate(&c, &err), 0);
+        config_done(&c);
+
+        /* A flag wins over its variable; the variable over the file. */
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--config", path, "--cert=flag.pem"), 0);
+        CHECK(err == NULL);
+        CHECK_STR_EQ(c.cert, "flag.pem");
+        CHECK_STR_EQ(c.key, "env-key.pem");
+        CHECK_STR_EQ(c.cacert, "env-ca.pem");
+        config_done(&c);
+
+        /* Empty is unset: the file's value stays. */
+        setenv("CACERT_PATH", "", 1);
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--config", path), 0);
+        CHECK_STR_EQ(c.cacert, "file-ca.pem");
+        config_done(&c);
+        unsetenv("CERT_PATH");
+        unsetenv("KEY_PATH");
+        unsetenv("CACERT_PATH");
+
+        /* The keystore pair; and a variable that combines badly with the
+         * flags fails validation as the flag would. */
+        setenv("KEYSTORE_PATH", "env.p12", 1);
+        setenv("KEYSTORE_PASS", "s3cret", 1);
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--listen=127.0.0.1:8443", "--target=localhost:8080",
+                           "--allow-all", "--cacert=ca.pem"),
+                     0);
+        CHECK_STR_EQ(c.keystore, "env.p12");
+        CHECK_STR_EQ(c.storepass, "s3cret");
+        CHECK_INT_EQ(config_validate(&c, &err), 0);
+        config_done(&c);
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, "--listen=127.0.0.1:8443", "--target=localhost:8080",
+                           "--allow-all", "--cacert=ca.pem", "--cert=c.pem", "--key=k.pem"),
+                     0);
+        CHECK(config_validate(&c, &err) < 0);
+        CHECK(err && strstr(err, "--keystore"));
+        free(err);
+        err = NULL;
+        config_done(&c);
+        unsetenv("KEYSTORE_PATH");
+        unsetenv("KEYSTORE_PASS");
+}
+
 static void test_credentials(void) {
         _cleanup_free_ char *creds = NULL, *crt = NULL, *key = NULL, *ca = NULL, *pass = NULL,
                             *plain = NULL, *saved_tmp = NULL;
@@ -1279,6 +1347,12 @@ static void test_status_flags(void) {
 }
 
 int main(void) {
+        /* Ghostunnel's variables would stand in for flags (test_environment). */
+        unsetenv("KEYSTORE_PATH");
+        unsetenv("KEYSTORE_PASS");
+        unsetenv("CERT_PATH");
+        unsetenv("KEY_PATH");
+        unsetenv("CACERT_PATH");
         test_defaults();
         test_all_flags();
         test_bools();
@@ -1304,6 +1378,7 @@ int main(void) {
                 test_file_errors();
                 test_file_limits();
                 test_file_override();
+                test_environment();
                 test_credentials();
                 tmp_dir = NULL;
                 (void) rm_rf(dir);
