@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Writes the seed corpus of fuzz-alpn-gate: ClientHello bodies exactly as
  * the daemon's pre hook sees them (from legacy_version on), captured from a
- * real GnuTLS client the way tests/unit/test-alpn-gate.c does it, for TLS
+ * real GnuTLS client (tests/common/hello-capture.c, as the unit tests do), for TLS
  * 1.2 and 1.3 with the ALPN lists and SNI the gate cares about; and a few
  * hand-made ones derived from a real hello (two ALPN extensions, an empty
  * protocol name, no extensions at all).
@@ -11,99 +11,22 @@
  * The hellos carry fresh randoms and key shares, so the files change on
  * every run; regenerate only when the set of cases changes. */
 
-#include <gnutls/gnutls.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#define STOP_AFTER_HELLO GNUTLS_E_APPLICATION_ERROR_MIN
+#include "hello-capture.h"
 
-typedef struct Capture {
-        unsigned char *msg;
-        size_t len;
-} Capture;
+/* A hello, or the end of the run: this is a generator, not a test. */
+static HelloCapture capture_hello(const char *priority, const char *const *alpn,
+                                  unsigned n_alpn, const char *sni) {
+        HelloCapture c;
 
-typedef struct ClientArgs {
-        int fd;
-        const char *priority;
-        const char *const *alpn;
-        unsigned n_alpn;
-        const char *sni;
-} ClientArgs;
-
-static int capture_hook(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
-                        const gnutls_datum_t *msg) {
-        Capture *cap = gnutls_session_get_ptr(s);
-
-        if (htype != GNUTLS_HANDSHAKE_CLIENT_HELLO || when != GNUTLS_HOOK_PRE || !incoming)
-                return 0;
-        free(cap->msg);
-        cap->msg = malloc(msg->size);
-        if (!cap->msg)
-                abort();
-        memcpy(cap->msg, msg->data, msg->size);
-        cap->len = msg->size;
-        return STOP_AFTER_HELLO;
-}
-
-static void *client_thread(void *userdata) {
-        ClientArgs *a = userdata;
-        gnutls_certificate_credentials_t cred;
-        gnutls_session_t s;
-        gnutls_datum_t protos[8];
-
-        if (gnutls_certificate_allocate_credentials(&cred) < 0 ||
-            gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NO_SIGNAL) < 0 ||
-            gnutls_priority_set_direct(s, a->priority, NULL) < 0 ||
-            gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred) < 0)
-                abort();
-        for (unsigned i = 0; i < a->n_alpn; i++)
-                protos[i] = (gnutls_datum_t) { (unsigned char *) a->alpn[i],
-                                               (unsigned) strlen(a->alpn[i]) };
-        if (a->n_alpn > 0 && gnutls_alpn_set_protocols(s, protos, a->n_alpn, 0) < 0)
-                abort();
-        if (a->sni && gnutls_server_name_set(s, GNUTLS_NAME_DNS, a->sni, strlen(a->sni)) < 0)
-                abort();
-        gnutls_transport_set_int(s, a->fd);
-        (void) gnutls_handshake(s);
-        gnutls_deinit(s);
-        gnutls_certificate_free_credentials(cred);
-        return NULL;
-}
-
-static Capture capture_hello(const char *priority, const char *const *alpn, unsigned n_alpn,
-                             const char *sni) {
-        gnutls_certificate_credentials_t cred;
-        gnutls_session_t s;
-        Capture cap = {};
-        ClientArgs args;
-        pthread_t t;
-        int sv[2];
-
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-                abort();
-        args = (ClientArgs) { sv[1], priority, alpn, n_alpn, sni };
-        if (pthread_create(&t, NULL, client_thread, &args) != 0 ||
-            gnutls_certificate_allocate_credentials(&cred) < 0 ||
-            gnutls_init(&s, GNUTLS_SERVER) < 0)
-                abort();
-        (void) gnutls_set_default_priority(s);
-        (void) gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred);
-        gnutls_session_set_ptr(s, &cap);
-        gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_PRE,
-                                           capture_hook);
-        gnutls_transport_set_int(s, sv[0]);
-        if (gnutls_handshake(s) != STOP_AFTER_HELLO || !cap.msg)
-                abort();
-        gnutls_deinit(s);
-        gnutls_certificate_free_credentials(cred);
-        close(sv[0]);
-        pthread_join(t, NULL);
-        close(sv[1]);
-        return cap;
+        if (!hello_capture(priority, alpn, n_alpn, sni, &c)) {
+                fprintf(stderr, "no ClientHello captured for %s\n", priority);
+                exit(EXIT_FAILURE);
+        }
+        return c;
 }
 
 static void save(const char *dir, const char *name, const unsigned char *p, size_t n) {
@@ -130,7 +53,7 @@ static size_t extensions_offset(const unsigned char *m, size_t n) {
 
 /* The hello with its extension block replaced by ext (n bytes, without the
  * block's length field); ext NULL drops the block. */
-static void save_with_extensions(const char *dir, const char *name, const Capture *c,
+static void save_with_extensions(const char *dir, const char *name, const HelloCapture *c,
                                  const unsigned char *ext, size_t n) {
         size_t off = extensions_offset(c->msg, c->len);
         unsigned char *m = malloc(off + 2 + n);
@@ -182,7 +105,7 @@ int main(int argc, char *argv[]) {
         static const unsigned char empty_name[] = { 0, 16, 0, 5, 0, 3, 0, 1, 'x' };
         static const unsigned char sni_ext[] = { 0, 0, 0, 9, 0, 7, 0, 0, 4, 'a', '.', 'b', 'c' };
         unsigned char two[2 * sizeof alpn_ext + sizeof sni_ext];
-        Capture c;
+        HelloCapture c;
 
         if (argc != 2) {
                 fprintf(stderr, "usage: %s DIR\n", argv[0]);
