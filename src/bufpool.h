@@ -4,13 +4,13 @@
 /* Equal-sized I/O buffers lent to connections only while data is in flight:
  * an idle connection holds none, so its memory is its TLS session and little
  * else. Returned buffers are kept (up to BUFPOOL_KEEP) for the next taker,
- * which spares malloc() the 16 KiB requests and the heap the churn. One pool
+ * which spares malloc() the 64 KiB requests and the heap the churn. One pool
  * per event loop (ConnServer), so no locking. A zeroed BufPool is ready. */
 
 #include <stddef.h>
 
-#define BUFPOOL_BUFFER_SIZE (16U * 1024U)
-#define BUFPOOL_KEEP 32U
+#define BUFPOOL_BUFFER_SIZE (64U * 1024U)
+#define BUFPOOL_KEEP 8U
 
 typedef struct BufPool {
         void *free;             /* kept buffers, linked through their first bytes */

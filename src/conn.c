@@ -17,10 +17,15 @@
 #include "proxy-protocol.h"
 #include "verify-cache.h"
 
-/* One record's worth per direction: big enough for full 16 KiB TLS records,
- * small enough that a slow peer holds back the fast one (backpressure). The
- * buffers come from the server's BufPool only while bytes are in flight. */
+/* What one read from the target may bring: four full TLS records' worth,
+ * which go out to the client as one train of segments (conn_push()), and
+ * still small enough that a slow peer holds back the fast one
+ * (backpressure). The buffers come from the server's BufPool only while
+ * bytes are in flight. */
 #define PIPE_BUFFER_SIZE BUFPOOL_BUFFER_SIZE
+/* Decrypted records written to the target in one call, at most: fewer,
+ * larger writes and segments (bench/run.sh: ~20 % less CPU per GB). */
+#define C2T_BATCH 4
 /* Work done per wake-up before yielding to other connections. */
 #define PUMP_ROUNDS_MAX 16
 
@@ -53,6 +58,13 @@ struct Conn {
         usec_t start;
 
         Pipe c2t, t2c;
+        /* Records decrypted right after the one c2t holds, written to the
+         * target together with it; a read result (an end, an error) met
+         * while gathering them waits until they are written. */
+        gnutls_packet_t c2t_next[C2T_BATCH - 1];
+        unsigned n_c2t_next;
+        ssize_t c2t_deferred;
+        bool c2t_has_deferred;
         GateClass gate;         /* the first ClientHello's class (ALPN gate) */
         bool gate_decided;
         bool bundle_chosen;     /* a probe's certificate is picked once, even across HRR */
@@ -62,6 +74,7 @@ struct Conn {
         unsigned verify_status; /* why verification failed (GNUTLS_CERT_*), or 0 */
         const char *verify_error; /* or this, when there is no status to print */
         bool send_blocked;      /* a TLS send (or bye) is waiting for POLLOUT */
+        bool send_more;         /* more records follow this one at once: MSG_MORE */
         bool recv_wants_write;  /* a TLS read must write first (key update) */
 
         char sni[GATE_SNI_MAX + 1];
@@ -171,6 +184,8 @@ Conn *conn_free(Conn *c) {
         safe_close(c->fd);
         safe_close(c->target_fd);
         pipe_release(s, &c->c2t);
+        for (unsigned i = 0; i < c->n_c2t_next; i++)
+                gnutls_packet_deinit(c->c2t_next[i]);
         pipe_release(s, &c->t2c);
         free(c->client_cn);
         verify_verdict_done(&c->verdict);
@@ -744,10 +759,15 @@ static int pipe_read_tls(Conn *c) {
 
         if (p->eof || p->len > 0)
                 return 0;
-        /* The decrypted record itself, not a copy of it: it is passed on as
-         * it is, and freed once written (pipe_release()). */
-        n = gnutls_record_recv_packet(c->session, &p->packet);
-        c->recv_wants_write = false;
+        if (c->c2t_has_deferred) {
+                n = c->c2t_deferred;
+                c->c2t_has_deferred = false;
+        } else {
+                /* The decrypted record itself, not a copy of it: it is passed
+                 * on as it is, and freed once written (pipe_release()). */
+                n = gnutls_record_recv_packet(c->session, &p->packet);
+                c->recv_wants_write = false;
+        }
         if (n > 0) {
                 gnutls_datum_t d;
                 gnutls_packet_get(p->packet, &d, NULL);
@@ -755,6 +775,26 @@ static int pipe_read_tls(Conn *c) {
                 p->off = 0;
                 p->len = d.size;
                 p->bytes += d.size;
+                /* Whatever else already came goes out in the same write. */
+                while (c->n_c2t_next < ELEMENTSOF(c->c2t_next)) {
+                        gnutls_packet_t next = NULL;
+                        n = gnutls_record_recv_packet(c->session, &next);
+                        if (n <= 0) {
+                                if (next)
+                                        gnutls_packet_deinit(next);
+                                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+                                        c->recv_wants_write =
+                                                gnutls_record_get_direction(c->session) == 1;
+                                else {
+                                        c->c2t_deferred = n;
+                                        c->c2t_has_deferred = true;
+                                }
+                                break;
+                        }
+                        gnutls_packet_get(next, &d, NULL);
+                        p->bytes += d.size;
+                        c->c2t_next[c->n_c2t_next++] = next;
+                }
                 return 1;
         }
         pipe_release(c->server, p);     /* an empty c2t holds nothing */
@@ -790,7 +830,17 @@ static int pipe_write_target(Conn *c) {
         ssize_t n;
 
         if (p->off < p->len) {
-                n = send(c->target_fd, p->buf + p->off, p->len - p->off, MSG_NOSIGNAL);
+                struct iovec iov[C2T_BATCH];
+                struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 1 };
+                size_t done;
+
+                iov[0] = (struct iovec) { p->buf + p->off, p->len - p->off };
+                for (unsigned i = 0; i < c->n_c2t_next; i++) {
+                        gnutls_datum_t d;
+                        gnutls_packet_get(c->c2t_next[i], &d, NULL);
+                        iov[mh.msg_iovlen++] = (struct iovec) { d.data, d.size };
+                }
+                n = sendmsg(c->target_fd, &mh, MSG_NOSIGNAL);
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return 0;
@@ -800,9 +850,27 @@ static int pipe_write_target(Conn *c) {
                                          c->server->config->target.spec, c->peer);
                         return -errno;
                 }
-                p->off += (size_t) n;
-                if (p->off == p->len)
+                /* Whole records written are freed; the first one left over
+                 * takes the pipe's place. */
+                for (done = (size_t) n;;) {
+                        gnutls_datum_t d;
+
+                        if (done < p->len - p->off) {
+                                p->off += done;
+                                break;
+                        }
+                        done -= p->len - p->off;
                         pipe_release(c->server, p);
+                        if (c->n_c2t_next == 0)
+                                break;
+                        p->packet = c->c2t_next[0];
+                        memmove(c->c2t_next, c->c2t_next + 1,
+                                --c->n_c2t_next * sizeof c->c2t_next[0]);
+                        gnutls_packet_get(p->packet, &d, NULL);
+                        p->buf = d.data;
+                        p->off = 0;
+                        p->len = d.size;
+                }
                 return 1;
         }
         if (p->eof && !p->shut) {
@@ -850,7 +918,9 @@ static int pipe_write_tls(Conn *c) {
         if (p->off < p->len) {
                 /* After GNUTLS_E_AGAIN the same data must be offered again,
                  * which it is: off only moves on success. */
+                c->send_more = p->len - p->off > gnutls_record_get_max_size(c->session);
                 n = gnutls_record_send(c->session, p->buf + p->off, p->len - p->off);
+                c->send_more = false;
                 if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
                         c->send_blocked = true;
                         return 0;
@@ -1080,6 +1150,16 @@ static int on_post_client_hello(gnutls_session_t session) {
         return 0;
 }
 
+/* GnuTLS's writes to the client: records with more of them right behind
+ * (a buffer from the target longer than one record) go out with MSG_MORE,
+ * so that the kernel sends them as one segment train, not one each. */
+static ssize_t conn_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt) {
+        Conn *c = ptr;
+        struct msghdr mh = { .msg_iov = (struct iovec *) iov, .msg_iovlen = (size_t) iovcnt };
+
+        return sendmsg(c->fd, &mh, MSG_NOSIGNAL | (c->send_more ? MSG_MORE : 0));
+}
+
 static int conn_setup_session(Conn *c) {
         Creds *cr = c->creds;
         int r;
@@ -1112,6 +1192,8 @@ static int conn_setup_session(Conn *c) {
         /* Our own timer enforces --connect-timeout. */
         gnutls_handshake_set_timeout(c->session, 0);
         gnutls_transport_set_int(c->session, c->fd);
+        gnutls_transport_set_ptr2(c->session, (gnutls_transport_ptr_t) (intptr_t) c->fd, c);
+        gnutls_transport_set_vec_push_function(c->session, conn_push);
         return 0;
 }
 

@@ -166,3 +166,38 @@ def test_max_concurrent_conns(start_proxy, backend, ctx_for, pki):
     finally:
         for c in conns:
             c.close()
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_records_ahead_of_a_corrupt_one_reach_the_target(start_proxy, make_backend, ctx_for,
+                                                         pki, version):
+    """Several records and a corrupt one arrive in one segment. tlsgate
+    decrypts what is there before it writes to the target (several records
+    in one write); the intact records must all reach the target before the
+    bad one ends the connection, as they did when it wrote one at a time."""
+    b = make_backend("hold")
+    proxy = start_proxy(b)
+    chunks = [os.urandom(1000) for _ in range(3)]
+    c = MemTLS.connect(proxy.addr, ctx_for(pki.client, version=version))
+    try:
+        c.handshake()
+        for chunk in chunks:
+            c.obj.write(chunk)
+        c._collect()
+        good = bytes(c.pending)
+        c.pending.clear()
+        c.obj.write(b"x" * 1000)
+        c._collect()
+        bad = bytearray(c.pending)      # exactly one record
+        c.pending.clear()
+        bad[-1] ^= 0x01                 # its authentication tag no longer matches
+        c.sock.sendall(good + bytes(bad))
+        assert b.wait_accepted(1, timeout=5)
+        rec = b.records[0]
+        assert rec.eof.wait(15), \
+            "the target's connection was not ended after the corrupt record"
+        assert bytes(rec.received) == b"".join(chunks), \
+            "target got %d of %d bytes" % (len(rec.received), 3 * 1000)
+        proxy.wait_log("error reading from client")
+    finally:
+        c.close()
