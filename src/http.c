@@ -717,8 +717,12 @@ static int request_setup(HttpRequestHandle *h, const HttpRequest *req, const cha
         SETOPT(e, CURLOPT_WRITEDATA, h);
         SETOPT(e, CURLOPT_HEADERFUNCTION, on_curl_header);
         SETOPT(e, CURLOPT_HEADERDATA, h);
-        if (ca_file)
+        if (ca_file) {
+                /* Replaces the store: without CAPATH NULL, libcurl-gnutls also
+                 * parses its default directory (/etc/ssl/certs) per connection. */
                 SETOPT(e, CURLOPT_CAINFO, ca_file);
+                SETOPT(e, CURLOPT_CAPATH, NULL);
+        }
 
         switch (req->method) {
         case HTTP_GET:
