@@ -55,12 +55,21 @@ def freecheck(tlsgate_bin, tmp_path):
     log = str(tmp_path / "freecheck.log")
     env = {"LD_PRELOAD": so, "FREECHECK_LOG": log, "FREECHECK_SECRET": STOREPASS,
            "FREECHECK_IGNORE_CALLER": "libgnutls", "TLSGATE_LOG_LEVEL": "debug"}
+    if tg_daemon.under_valgrind():
+        # memcheck's own free() takes the calls before the shim's: the shim
+        # sees no block at all (checked: none of the frees it logs without
+        # valgrind). Under valgrind these runs check the secret paths for
+        # memory errors and leaks, and the logs; the freed-memory check runs
+        # on the plain build without valgrind (scripts/test.sh).
+        env = {"TLSGATE_LOG_LEVEL": "debug"}
 
     def check(*gates):
         try:
             with open(log) as f:
                 record = f.read()
         except FileNotFoundError:
+            if "LD_PRELOAD" in env:
+                raise AssertionError("freecheck.so wrote no log (%s): was it loaded?" % log)
             record = ""
         hits = [l for l in record.splitlines() if l.startswith("freecheck:")]
         assert not hits, "key material or the password freed without wiping:\n" + record

@@ -514,6 +514,7 @@ def log_lines_with(gate, *words):
 
 
 def wait_log_with(gate, *words, timeout=5.0):
+    timeout *= tg_daemon.slow_factor()
     found = tg_daemon.wait_until(lambda: log_lines_with(gate, *words), timeout)
     assert found, "no log line with all of %r within %.1fs; log:\n%s" % (words, timeout, gate.log())
     return found
