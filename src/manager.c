@@ -181,6 +181,51 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         return 0;
 }
 
+/* WATCHDOG=1 at half of WATCHDOG_USEC, as sd-event's own watchdog would
+ * send it, but only while every serving thread's loop runs, not just the
+ * main one: a thread stuck for a whole WATCHDOG_USEC stops the pings, and
+ * systemd restarts the service (WatchdogSec=, Restart= in the unit). */
+static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        unsigned thread = 0;
+        usec_t age = 0;
+
+        if (worker_pool_stalled(m->workers, m->watchdog_usec, &thread, &age)) {
+                if (!m->watchdog_withheld) {
+                        char d[DURATION_MAX];
+                        log_error("serving thread %u has not run its event loop for %s: "
+                                  "WATCHDOG=1 withheld, so that the service manager restarts tlsgate",
+                                  thread, format_duration(d, sizeof d, age));
+                }
+                m->watchdog_withheld = true;
+        } else {
+                if (m->watchdog_withheld)
+                        log_notice("every serving thread runs its event loop again: WATCHDOG=1 resumed");
+                m->watchdog_withheld = false;
+                (void) sd_notify(false, "WATCHDOG=1");
+        }
+        return sd_event_source_set_time_relative(s, m->watchdog_usec / 2);
+}
+
+/* When the service has a watchdog (WATCHDOG_USEC, and WATCHDOG_PID, if
+ * set, is this process); before the threads start. */
+static int manager_watchdog_start(Manager *m) {
+        uint64_t usec = 0;
+        int r;
+
+        if (sd_watchdog_enabled(false, &usec) <= 0 || usec == 0)
+                return 0;
+        m->watchdog_usec = usec;
+        r = worker_pool_watch(m->workers, usec / 4);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(m->event, &m->watchdog, CLOCK_MONOTONIC, 0, usec / 4,
+                                       on_watchdog, m);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(m->watchdog, SD_EVENT_ON);
+}
+
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         (void) manager_reload(userdata);
         return 0;
@@ -229,6 +274,7 @@ Manager *manager_free(Manager *m) {
         m->workers = worker_pool_free(m->workers);
         manager_close_listener(m);
         sd_event_source_disable_unref(m->shutdown_timer);
+        sd_event_source_disable_unref(m->watchdog);
         reload_done(&m->reload);
         ocsp_stapler_free(m->ocsp);
         renewer_free(m->renewer);
@@ -302,11 +348,6 @@ int manager_start(Manager *m, char **ret_error) {
             (r = sd_event_add_signal(m->event, NULL, SIGHUP, on_reload, m)) < 0 ||
             (r = sd_event_add_signal(m->event, NULL, SIGUSR1, on_reload, m)) < 0)
                 return r;
-        /* Sends WATCHDOG=1 at half of WATCHDOG_USEC when the service has one. */
-        r = sd_event_set_watchdog(m->event, true);
-        if (r < 0)
-                return r;
-
         r = listener_open(&m->config.listen, &m->listen_fd, &m->unix_path, ret_error);
         if (r < 0)
                 return r;
@@ -317,6 +358,9 @@ int manager_start(Manager *m, char **ret_error) {
         if (r < 0)
                 return log_error_errno(r, "cannot set up %u serving threads: %m", m->n_threads);
         log_debug("serving connections on %u thread%s", m->n_threads, m->n_threads == 1 ? "" : "s");
+        r = manager_watchdog_start(m);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the watchdog: %m");
         if (m->config.status_set) {
                 r = status_server_new(m, &m->status, ret_error);
                 if (r < 0)

@@ -44,6 +44,11 @@ typedef struct Manager {
         bool drain_quietly;             /* nothing was open at SIGTERM */
         sd_event_source *shutdown_timer;
 
+        /* WATCHDOG_USEC: pings only while every thread's loop runs. */
+        sd_event_source *watchdog;
+        usec_t watchdog_usec;
+        bool watchdog_withheld;         /* a thread is stuck: logged, no pings */
+
         /* SIGHUP/SIGUSR1/--timed-reload (src/reload.c); main() sets argc/argv. */
         ReloadState reload;
 

@@ -37,6 +37,13 @@ typedef struct Worker {
         bool drained;                   /* stopped, and its last connection is gone */
         uint64_t n_freed;               /* on_conn_freed calls (see on_accept) */
 
+        /* With the watchdog, threads 1..n-1 prove their loop runs: a timer
+         * on it stores the time, which the main thread checks before each
+         * WATCHDOG=1 (worker_pool_stalled()). */
+        sd_event_source *heartbeat;
+        _Atomic uint64_t beat;          /* CLOCK_MONOTONIC usec of the last one */
+        atomic_bool left_loop;          /* the thread is done: nothing to watch */
+
         pthread_t thread;
         bool thread_started;
 } Worker;
@@ -53,6 +60,7 @@ struct WorkerPool {
         atomic_bool forced;             /* shutdown: close every connection now */
         atomic_uint n_running;          /* threads 1..n-1 still in their loop */
 
+        usec_t heartbeat_usec;          /* 0: no watchdog */
         bool drained_reported;          /* main thread only */
         WorkerDrainedFunc on_drained;
         void *userdata;
@@ -272,6 +280,20 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
+static usec_t now_monotonic(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000U;
+}
+
+static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+
+        atomic_store(&w->beat, now_monotonic());
+        return sd_event_source_set_time_relative(s, w->pool->heartbeat_usec);
+}
+
 static void *worker_thread(void *userdata) {
         Worker *w = userdata;
         WorkerPool *p = w->pool;
@@ -281,6 +303,7 @@ static void *worker_thread(void *userdata) {
         if (r < 0)
                 log_error_errno(r, "thread %u: event loop failed: %m; its connections are closed",
                                 w->index);
+        atomic_store(&w->left_loop, true);
         worker_stop_accepting(w);
         conn_server_close_all(&w->server);
         atomic_fetch_sub(&p->n_running, 1);
@@ -364,6 +387,42 @@ int worker_pool_new(sd_event *main_event, unsigned n, const ConnServer *template
         return 0;
 }
 
+int worker_pool_watch(WorkerPool *p, usec_t period) {
+        int r;
+
+        p->heartbeat_usec = period;
+        for (unsigned i = 1; i < p->n; i++) {
+                Worker *w = &p->workers[i];
+
+                atomic_store(&w->beat, now_monotonic());
+                r = sd_event_add_time_relative(w->event, &w->heartbeat, CLOCK_MONOTONIC, period,
+                                               period / 4, on_heartbeat, w);
+                if (r < 0)
+                        return r;
+                r = sd_event_source_set_enabled(w->heartbeat, SD_EVENT_ON);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+bool worker_pool_stalled(WorkerPool *p, usec_t max_age, unsigned *ret_index, usec_t *ret_age) {
+        usec_t now = now_monotonic();
+
+        for (unsigned i = 1; p && i < p->n; i++) {
+                Worker *w = &p->workers[i];
+                uint64_t beat = atomic_load(&w->beat);
+
+                if (!w->heartbeat || atomic_load(&w->left_loop) || now <= beat ||
+                    now - beat <= max_age)
+                        continue;
+                *ret_index = i;
+                *ret_age = now - beat;
+                return true;
+        }
+        return false;
+}
+
 int worker_pool_start(WorkerPool *p) {
         sigset_t all, saved;
         int r = 0;
@@ -429,6 +488,7 @@ WorkerPool *worker_pool_free(WorkerPool *p) {
                 w->listen_source = sd_event_source_disable_unref(w->listen_source);
                 w->accept_pause = sd_event_source_disable_unref(w->accept_pause);
                 w->wake_source = sd_event_source_disable_unref(w->wake_source);
+                w->heartbeat = sd_event_source_disable_unref(w->heartbeat);
                 safe_close(w->listen_fd);
                 safe_close(w->wake_fd);
                 sd_event_unref(w->event);

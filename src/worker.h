@@ -45,6 +45,14 @@ int worker_pool_new(sd_event *main_event, unsigned n, const ConnServer *template
 WorkerPool *worker_pool_free(WorkerPool *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(WorkerPool *, worker_pool_free);
 
+/* The watchdog (main thread, before worker_pool_start()): threads 1..n-1
+ * record a heartbeat every period on their own loop. */
+int worker_pool_watch(WorkerPool *p, usec_t period);
+/* Whether a thread that should be running has recorded no heartbeat for
+ * more than max_age: its loop is stuck. Names the first such thread and
+ * how long ago it last beat. */
+bool worker_pool_stalled(WorkerPool *p, usec_t max_age, unsigned *ret_index, usec_t *ret_age);
+
 /* Starts threads 1..n-1, with every signal blocked in them. */
 int worker_pool_start(WorkerPool *p);
 

@@ -1,0 +1,55 @@
+"""The systemd watchdog covers every serving thread, not only the main loop:
+a thread whose loop is stuck stops WATCHDOG=1, so systemd restarts the
+service (WatchdogSec=, Restart=). tests/tools/hangaccept.so makes any
+thread but the main one hang forever in accept()."""
+import os
+import signal
+import time
+
+import pytest
+
+import tg_daemon
+from tg_checks import assert_allowed
+
+
+def _watchdogs(proxy, since=0.0):
+    return [m for m in list(proxy.notify.messages)
+            if m[2].get("WATCHDOG") == "1" and m[0] > since]
+
+
+def _shim_env(watchdog_s):
+    so = os.path.join(os.path.dirname(os.path.abspath(tg_daemon.tlsgate_binary())),
+                      "tests", "tools", "hangaccept.so")
+    if not os.path.exists(so):
+        pytest.fail("%s is missing: it is built with the tests (ninja -C build)" % so,
+                    pytrace=False)
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    return {"LD_PRELOAD": so, "WATCHDOG_USEC": str(int(watchdog_s * 1e6)),
+            # ASan wants to come first; the shim only forwards calls, so let it.
+            "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+
+
+def test_stuck_thread_stops_the_watchdog(start_proxy, backend, ctx_for, pki):
+    wd = 1.0 * tg_daemon.slow_factor()          # WATCHDOG_USEC, seconds
+    proxy = start_proxy(backend, env=_shim_env(wd), extra=["--threads", "2"])
+    try:
+        # Healthy: WATCHDOG=1 about every wd/2.
+        assert tg_daemon.wait_until(lambda: len(_watchdogs(proxy)) >= 2, 4 * wd), \
+            proxy.notify.messages
+        # A connection wakes both threads' accept sources: thread 1 hangs in
+        # accept() (the shim), the main thread accepts and serves the client.
+        assert_allowed(proxy, backend, ctx_for(pki.client))
+        line = proxy.wait_log("serving thread 1 has not run its event loop", timeout=4 * wd)
+        assert "WATCHDOG=1 withheld" in line, line
+        noticed = time.monotonic()
+        # From then on no WATCHDOG=1: systemd would restart the service
+        # once WATCHDOG_USEC has passed since the last one.
+        time.sleep(2 * wd)
+        late = _watchdogs(proxy, since=noticed + 0.2 * wd)
+        assert late == [], "WATCHDOG=1 sent while a thread is stuck: %r" % late
+        # The main loop itself is fine and still serves.
+        assert_allowed(proxy, backend, ctx_for(pki.client))
+        assert len(proxy.find_log("has not run its event loop")) == 1, proxy.log()
+    finally:
+        # A drained shutdown would wait for the stuck thread forever.
+        proxy.stop(sig=signal.SIGKILL)
