@@ -204,16 +204,9 @@ def _stopped(pid):
 
 
 def _shim_env(log, n):
-    so = os.path.join(os.path.dirname(os.path.abspath(tg_daemon.tlsgate_binary())),
-                      "tests", "tools", "stopat.so")
-    if not os.path.exists(so):
-        pytest.fail("%s is missing: it is built with the tests (ninja -C build)" % so,
-                    pytrace=False)
-    asan = os.environ.get("ASAN_OPTIONS", "")
-    return {"LD_PRELOAD": so, "STOPAT_MATCH": "/certificates/", "STOPAT_LOG": log,
-            "STOPAT_N": str(n),
-            # ASan wants to come first; the shim only forwards calls, so let it.
-            "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+    env = tg_daemon.preload_env("stopat")
+    env.update({"STOPAT_MATCH": "/certificates/", "STOPAT_LOG": log, "STOPAT_N": str(n)})
+    return env
 
 
 MAX_STEPS = 60

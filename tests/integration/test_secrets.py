@@ -32,11 +32,6 @@ STOREPASS = "Qx7-storepass-4be1d9c2"
 PEM_MARK = "PRIVATE KEY"
 
 
-def shim_path(name):
-    return os.path.join(os.path.dirname(os.path.abspath(tg_daemon.tlsgate_binary())),
-                        "tests", "tools", name + ".so")
-
-
 def is_asan(binary):
     out = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=30).stdout
     return "libasan" in out
@@ -45,16 +40,13 @@ def is_asan(binary):
 @pytest.fixture
 def freecheck(tlsgate_bin, tmp_path):
     """env for a tlsgate run under the shim, and check(gate) for afterwards."""
-    so = shim_path("freecheck")
-    if not os.path.exists(so):
-        pytest.fail("%s is missing: it is built with the tests (ninja -C build)" % so,
-                    pytrace=False)
+    env = tg_daemon.preload_env("freecheck")
     if is_asan(tlsgate_bin):
         pytest.skip("freecheck.so wraps free(), which ASan's allocator must own; "
                     "this test runs against the plain build")
     log = str(tmp_path / "freecheck.log")
-    env = {"LD_PRELOAD": so, "FREECHECK_LOG": log, "FREECHECK_SECRET": STOREPASS,
-           "FREECHECK_IGNORE_CALLER": "libgnutls", "TLSGATE_LOG_LEVEL": "debug"}
+    env.update({"FREECHECK_LOG": log, "FREECHECK_SECRET": STOREPASS,
+                "FREECHECK_IGNORE_CALLER": "libgnutls", "TLSGATE_LOG_LEVEL": "debug"})
     if tg_daemon.under_valgrind():
         # memcheck's own free() takes the calls before the shim's: the shim
         # sees no block at all (checked: none of the frees it logs without

@@ -2,11 +2,8 @@
 a thread whose loop is stuck stops WATCHDOG=1, so systemd restarts the
 service (WatchdogSec=, Restart=). tests/tools/hangaccept.so makes any
 thread but the main one hang forever in accept()."""
-import os
 import signal
 import time
-
-import pytest
 
 import tg_daemon
 from tg_checks import assert_allowed
@@ -18,15 +15,9 @@ def _watchdogs(proxy, since=0.0):
 
 
 def _shim_env(watchdog_s):
-    so = os.path.join(os.path.dirname(os.path.abspath(tg_daemon.tlsgate_binary())),
-                      "tests", "tools", "hangaccept.so")
-    if not os.path.exists(so):
-        pytest.fail("%s is missing: it is built with the tests (ninja -C build)" % so,
-                    pytrace=False)
-    asan = os.environ.get("ASAN_OPTIONS", "")
-    return {"LD_PRELOAD": so, "WATCHDOG_USEC": str(int(watchdog_s * 1e6)),
-            # ASan wants to come first; the shim only forwards calls, so let it.
-            "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+    env = tg_daemon.preload_env("hangaccept")
+    env["WATCHDOG_USEC"] = str(int(watchdog_s * 1e6))
+    return env
 
 
 def test_stuck_thread_stops_the_watchdog(start_proxy, backend, ctx_for, pki):

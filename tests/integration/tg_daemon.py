@@ -11,12 +11,29 @@ import tempfile
 import threading
 import time
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def tlsgate_binary():
     return os.environ.get("TLSGATE_BIN") or os.path.normpath(
         os.path.join(HERE, "..", "..", "build", "tlsgate"))
+
+
+def preload_env(name):
+    """Environment that puts tests/tools/NAME.so (built next to the tlsgate
+    under test) in front of it with LD_PRELOAD; fails the test when the shim
+    is not built."""
+    so = os.path.join(os.path.dirname(os.path.abspath(tlsgate_binary())),
+                      "tests", "tools", name + ".so")
+    if not os.path.exists(so):
+        pytest.fail("%s is missing: it is built with the tests (ninja -C build)" % so,
+                    pytrace=False)
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    return {"LD_PRELOAD": so,
+            # ASan wants to come first; a shim that only forwards calls may not.
+            "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
 
 
 def short_tmpdir(prefix="tg-"):
