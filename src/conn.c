@@ -1191,7 +1191,8 @@ static int conn_setup_session(Conn *c) {
         }
         /* Our own timer enforces --connect-timeout. */
         gnutls_handshake_set_timeout(c->session, 0);
-        gnutls_transport_set_int(c->session, c->fd);
+        /* Reads go through GnuTLS's own recv() on the descriptor, writes
+         * through conn_push(). */
         gnutls_transport_set_ptr2(c->session, (gnutls_transport_ptr_t) (intptr_t) c->fd, c);
         gnutls_transport_set_vec_push_function(c->session, conn_push);
         return 0;
