@@ -2,6 +2,7 @@
 a thread whose loop is stuck stops WATCHDOG=1, so systemd restarts the
 service (WatchdogSec=, Restart=). tests/tools/hangaccept.so makes any
 thread but the main one hang forever in accept()."""
+import os
 import signal
 import time
 
@@ -14,22 +15,31 @@ def _watchdogs(proxy, since=0.0):
             if m[2].get("WATCHDOG") == "1" and m[0] > since]
 
 
-def _shim_env(watchdog_s):
+def _shim_env(watchdog_s, log):
     env = tg_daemon.preload_env("hangaccept")
     env["WATCHDOG_USEC"] = str(int(watchdog_s * 1e6))
+    env["HANGACCEPT_LOG"] = log
     return env
 
 
-def test_stuck_thread_stops_the_watchdog(start_proxy, backend, ctx_for, pki):
+def test_stuck_thread_stops_the_watchdog(start_proxy, backend, ctx_for, pki, tmp_path):
     wd = 1.0 * tg_daemon.slow_factor()          # WATCHDOG_USEC, seconds
-    proxy = start_proxy(backend, env=_shim_env(wd), extra=["--threads", "2"])
+    hung = str(tmp_path / "hangaccept.log")
+    proxy = start_proxy(backend, env=_shim_env(wd, hung), extra=["--threads", "2"])
     try:
         # Healthy: WATCHDOG=1 about every wd/2.
         assert tg_daemon.wait_until(lambda: len(_watchdogs(proxy)) >= 2, 4 * wd), \
             proxy.notify.messages
-        # A connection wakes both threads' accept sources: thread 1 hangs in
-        # accept() (the shim), the main thread accepts and serves the client.
-        assert_allowed(proxy, backend, ctx_for(pki.client))
+        # A connection wakes both threads' accept sources; when thread 1 gets
+        # to accept() it hangs there (the shim) and the main thread serves
+        # the client. When the main thread is quicker, thread 1 finds nothing
+        # to accept and does not call it: connect again, a bounded number of
+        # times, until the shim reports the hang.
+        for _ in range(50):
+            assert_allowed(proxy, backend, ctx_for(pki.client))
+            if tg_daemon.wait_until(lambda: os.path.exists(hung), 0.2):
+                break
+        assert os.path.exists(hung), "thread 1 never called accept() in 50 connections"
         line = proxy.wait_log("serving thread 1 has not run its event loop", timeout=4 * wd)
         assert "WATCHDOG=1 withheld" in line, line
         noticed = time.monotonic()
