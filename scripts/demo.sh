@@ -376,6 +376,7 @@ if grep -qF "echo:" "$DIR/nocert.out"; then
         FAILED=1
 elif wait_for_line "$DIR/tlsgate.log" "error on TLS handshake" "$TLSGATE_PID" "$WAIT_SECONDS" "$seen"; then
         say "tlsgate: $(grep -F "error on TLS handshake" "$DIR/tlsgate.log" | tail -n 1)"
+        say "the client was told: $(grep -o 'alert [a-z ]*' "$DIR/nocert.out.err" | head -n 1 || true)"
         say "OK: client without a certificate was refused"
 else
         say "FAIL: no echo came back, but tlsgate did not log the refusal"
@@ -391,6 +392,7 @@ if grep -qF "echo:" "$DIR/intruder.out"; then
         FAILED=1
 elif wait_for_line "$DIR/tlsgate.log" "access denied" "$TLSGATE_PID" "$WAIT_SECONDS" "$seen"; then
         say "tlsgate: $(grep -F "access denied" "$DIR/tlsgate.log" | tail -n 1)"
+        say "the client was told: $(grep -o 'alert [a-z ]*' "$DIR/intruder.out.err" | head -n 1 || true)"
         say "OK: client with the wrong name was denied"
 else
         say "FAIL: no echo came back, but tlsgate did not log the denial"
