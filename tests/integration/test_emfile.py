@@ -30,12 +30,17 @@ def test_emfile_pauses_and_resumes(start_proxy, backend, ctx_for, pki):
         # While the table is full the loop must not spin on the readable
         # listening socket: well under a second of CPU in a second.
         before = cpu_seconds(proxy.pid)
-        warned = len(proxy.find_log("cannot accept connections"))
         tg_daemon.wait_until(lambda: False, 1.0)
         assert cpu_seconds(proxy.pid) - before < 0.5, "tlsgate spins while out of descriptors"
         assert proxy.running()
-        # Several pauses went by: one warning per episode, not per retry.
-        assert len(proxy.find_log("cannot accept connections")) == warned
+        # Several pauses (250 ms) went by: one warning per episode, not per
+        # retry. An episode can end early, when a descriptor comes back (an
+        # accepted connection that failed at once), with "accepting
+        # connections again"; the next one starts with a warning of its own.
+        lines = proxy.log_lines()
+        warnings = sum("cannot accept connections" in l for l in lines)
+        resumes = sum("accepting connections again" in l for l in lines)
+        assert resumes <= warnings <= resumes + 1, proxy.log()
     finally:
         for s in idle:
             s.close()
