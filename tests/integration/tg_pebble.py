@@ -296,6 +296,8 @@ class Pebble:
                             self._env(), os.path.join(self.dir, "pebble.log"))
         deadline = time.monotonic() + timeout
         last = None
+        # Pebble opens the ACME and the management listeners one after the
+        # other: wait for the directory and for the root it serves.
         while time.monotonic() < deadline:
             if not self.pebble.running():
                 raise RuntimeError("pebble exited with %s; log:\n%s"
@@ -303,6 +305,7 @@ class Pebble:
             try:
                 d = self.get_json(self.directory_url, timeout=1.0)
                 if "newOrder" in d:
+                    root, intermediate = self.root_pem(), self.intermediate_pem()
                     break
             except (OSError, ValueError, urllib.error.URLError) as e:
                 last = e
@@ -311,9 +314,9 @@ class Pebble:
             raise RuntimeError("pebble directory %s not ready after %.0fs (%r); log:\n%s"
                                % (self.directory_url, timeout, last, self.pebble.log()))
         with open(self.root_path, "wb") as f:
-            f.write(self.root_pem())
+            f.write(root)
         with open(self.intermediate_path, "wb") as f:
-            f.write(self.intermediate_pem())
+            f.write(intermediate)
         return self
 
     def stop_pebble(self):
