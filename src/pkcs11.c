@@ -94,6 +94,7 @@ static int find_token(const char *module, const char *label, char **ret_url, cha
         for (unsigned seq = 0; seq < TOKENS_MAX; seq++) {
                 char *url = NULL, buf[256];
                 size_t size = sizeof buf;
+                bool match;
 
                 r = gnutls_pkcs11_token_get_url(seq, GNUTLS_PKCS11_URL_GENERIC, &url);
                 if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
@@ -103,22 +104,15 @@ static int find_token(const char *module, const char *label, char **ret_url, cha
                                     _("--pkcs11-module %s: cannot list the tokens: %s"), module,
                                     gnutls_strerror(r));
                 r = gnutls_pkcs11_token_get_info(url, GNUTLS_PKCS11_TOKEN_LABEL, buf, &size);
-                if (r < 0 || buf[0] == '\0' || (label && !streq(buf, label))) {
-                        if (r >= 0 && buf[0] != '\0' && strv_extend(&labels, buf) < 0)
-                                r = -ENOMEM;
+                if (r < 0 || buf[0] == '\0') { /* unreadable, or not initialized */
                         gnutls_free(url);
-                        if (r == -ENOMEM)
-                                return r;
                         continue;
                 }
-                if (strv_extend(&labels, buf) < 0) {
-                        gnutls_free(url);
-                        return -ENOMEM;
-                }
-                if (n_found++ == 0)
+                match = !label || streq(buf, label);
+                if (match && n_found++ == 0)
                         found = strdup(url); /* the first of equal labels, as Ghostunnel */
                 gnutls_free(url);
-                if (!found)
+                if ((match && !found) || strv_extend(&labels, buf) < 0)
                         return -ENOMEM;
         }
 
@@ -229,8 +223,12 @@ int token_key_open(const char *module, const char *token_label, const char *pin,
         r = find_token(module, token_label, &token_url, ret_error);
         if (r < 0)
                 return r;
-        r = gnutls_pkcs11_token_get_info(token_url, GNUTLS_PKCS11_TOKEN_LABEL, label, &label_size);
-        if (r < 0 || !(k->token_label = strdup(label)))
+        /* find_token() read it already: only the label's name for messages. */
+        if (gnutls_pkcs11_token_get_info(token_url, GNUTLS_PKCS11_TOKEN_LABEL, label,
+                                         &label_size) < 0)
+                snprintf(label, sizeof label, "%s", strempty(token_label));
+        k->token_label = strdup(label);
+        if (!k->token_label)
                 return -ENOMEM;
 
         gnutls_pkcs11_set_pin_function(on_pin, &req);

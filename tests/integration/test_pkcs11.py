@@ -215,8 +215,8 @@ def run_gate(tlsgate_bin, creds, env):
     return tg_daemon.run_once(argv, timeout=20, env=env)
 
 
-@pytest.mark.parametrize("case", ["wrong-pin", "no-pin", "wrong-label", "no-module",
-                                  "not-a-module", "other-key"])
+@pytest.mark.parametrize("case", ["wrong-pin", "no-pin", "wrong-label", "no-label-two-tokens",
+                                  "no-module", "not-a-module", "other-key"])
 def test_start_up_errors(tlsgate_bin, pki, token, tmp_path, case):
     creds = pkcs11_creds(pki, token)
     if case == "wrong-pin":
@@ -229,6 +229,11 @@ def test_start_up_errors(tlsgate_bin, pki, token, tmp_path, case):
         creds = pkcs11_creds(pki, token, label="no such token")
         expected = ('--pkcs11-token-label no such token: no token with this label in '
                     '--pkcs11-module %s (its tokens: "%s")' % (MODULE, LABEL))
+    elif case == "no-label-two-tokens":
+        _run([SOFTHSM_UTIL, "--init-token", "--free", "--label", "second", "--pin", PIN,
+              "--so-pin", SO_PIN], token.env)
+        creds = pkcs11_creds(pki, token, label=None)
+        expected = ("--pkcs11-module %s: the module has several tokens (" % MODULE)
     elif case == "no-module":
         missing = str(tmp_path / "missing.so")
         creds[creds.index(MODULE)] = missing
@@ -244,6 +249,8 @@ def test_start_up_errors(tlsgate_bin, pki, token, tmp_path, case):
     rc, out, err = run_gate(tlsgate_bin, creds, token.daemon_env())
     assert rc == 1, (rc, out, err)
     assert expected in err, err
+    if case == "no-label-two-tokens":
+        assert '"%s"' % LABEL in err and '"second"' in err and "--pkcs11-token-label" in err
     assert_no_pin(out + err, "Wrong-pin-4411")
 
 
