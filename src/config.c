@@ -247,6 +247,13 @@ static const Option options[] = {
           N_("Private key for --cert (PEM)."), NULL },
         { "cacert", OPTION_PATH, OPTION_RELOADABLE, CFG(cacert), NULL, "PATH",
           N_("CA bundle (PEM) client certificates must chain to. Default: system trust store."), NULL },
+        { "pkcs11-module", OPTION_PATH, 0, CFG(pkcs11_module), NULL, "PATH",
+          N_("PKCS#11 module (.so) holding the private key; --cert or --keystore then holds only "
+             "the certificate chain."), NULL },
+        { "pkcs11-token-label", OPTION_PATH, 0, CFG(pkcs11_token_label), NULL,
+          "LABEL", N_("Label of the PKCS#11 token with the private key."), NULL },
+        { "pkcs11-pin", OPTION_STRING, 0, CFG(pkcs11_pin), NULL, "PIN",
+          N_("PIN to log in to the PKCS#11 token."), NULL },
         { "auto-acme-cert", OPTION_PATH, 0, CFG(auto_acme_cert), NULL, "FQDN",
           N_("Obtain and renew a public certificate for this name over ACME (TLS-ALPN-01, "
              "answered on the listening socket)."), NULL },
@@ -505,6 +512,9 @@ void config_done(Config *c) {
         free(c->cert);
         free(c->key);
         free(c->cacert);
+        free(c->pkcs11_module);
+        free(c->pkcs11_token_label);
+        erase_and_free_string(c->pkcs11_pin);
         free(c->auto_acme_cert);
         free(c->auto_acme_email);
         free(c->auto_acme_ca);
@@ -658,6 +668,9 @@ static const struct {
         { "CERT_PATH", "cert" },
         { "KEY_PATH", "key" },
         { "CACERT_PATH", "cacert" },
+        { "PKCS11_MODULE", "pkcs11-module" },
+        { "PKCS11_TOKEN_LABEL", "pkcs11-token-label" },
+        { "PKCS11_PIN", "pkcs11-pin" },
 };
 
 static int apply_environment(Config *c, const ArgList *args, char **ret_error) {
@@ -1260,9 +1273,49 @@ static int validate_acme(const Config *c, char **ret_error) {
         return 0;
 }
 
+/* Ghostunnel's PKCS#11 mode: the private key stays on the token and --cert
+ * or --keystore holds only the certificate chain. Returns 1 when the mode
+ * is on and consistent, 0 when it is off. */
+static int validate_pkcs11(const Config *c, char **ret_error) {
+        if (!c->pkcs11_module) {
+                if (c->pkcs11_token_label)
+                        return error_set(ret_error, -EINVAL, "%s",
+                                      _("--pkcs11-token-label requires --pkcs11-module"));
+                if (c->pkcs11_pin)
+                        return error_set(ret_error, -EINVAL, "%s",
+                                      _("--pkcs11-pin requires --pkcs11-module"));
+                return 0;
+        }
+        if (c->auto_acme_cert)
+                return error_set(ret_error, -EINVAL, "%s",
+                              _("--auto-acme-cert and --pkcs11-module are mutually exclusive"));
+        if (c->key)
+                return error_set(ret_error, -EINVAL, "%s",
+                              _("--key and --pkcs11-module are mutually exclusive: the private "
+                                "key is on the PKCS#11 token"));
+        if (c->storepass || c->storepass_file)
+                return error_set(ret_error, -EINVAL, "%s",
+                              _("--storepass/--storepass-file and --pkcs11-module are mutually "
+                                "exclusive: with a token, --keystore holds only the certificate "
+                                "chain"));
+        if (c->keystore && c->cert)
+                return error_set(ret_error, -EINVAL, "%s",
+                              _("--keystore and --cert are mutually exclusive"));
+        if (!c->keystore && !c->cert)
+                return error_set(ret_error, -EINVAL, "%s",
+                              _("--pkcs11-module requires --cert or --keystore (the certificate "
+                                "chain of the key on the token)"));
+        return 1;
+}
+
 static int validate_credentials(const Config *c, char **ret_error) {
         int r;
 
+        r = validate_pkcs11(c, ret_error);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return validate_acme(c, ret_error);
         if (c->auto_acme_cert)
                 return validate_acme(c, ret_error);
         if (c->keystore && (c->cert || c->key))

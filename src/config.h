@@ -54,6 +54,11 @@ typedef struct Config {
         char *cert;
         char *key;
         char *cacert;          /* NULL: system trust store */
+        /* PKCS#11: the private key stays on a token (src/pkcs11.c); --cert or
+         * --keystore then holds only the certificate chain. */
+        char *pkcs11_module;      /* path of the module; NULL: no token */
+        char *pkcs11_token_label; /* NULL: the only token of the module */
+        char *pkcs11_pin;         /* NULL when not given; erased in config_done() */
 
         /* ACME (server mode): a publicly trusted certificate for one name. */
         char *auto_acme_cert;  /* the FQDN; NULL: static credentials */

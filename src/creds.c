@@ -5,6 +5,7 @@
 
 #include "creds.h"
 #include "log.h"
+#include "pkcs11.h"
 #include "util.h"
 #include "verify-cache.h"
 
@@ -50,7 +51,10 @@ CertBundle *cert_bundle_unref(CertBundle *b) {
                 cert_bundle_unref(b->base); /* pcerts and key are the base's */
         else {
                 pcerts_free(b->pcerts, b->n_pcerts);
-                gnutls_privkey_deinit(b->key);
+                if (b->token)
+                        token_key_unref(b->token);
+                else
+                        gnutls_privkey_deinit(b->key);
         }
         free(b->staple.response.data);
         free(b->subject);

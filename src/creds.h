@@ -20,6 +20,7 @@ typedef struct CertBundle {
         gnutls_pcert_st *pcerts;        /* leaf first */
         unsigned n_pcerts;
         gnutls_privkey_t key;
+        struct TokenKey *token;         /* set: key is this PKCS#11 key's, only borrowed */
         char *subject;                  /* leaf subject DN, for messages */
         time_t not_before, not_after;   /* leaf validity */
         /* A stapled copy (cert_bundle_with_staple()) borrows pcerts and key

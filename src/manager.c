@@ -10,6 +10,7 @@
 #include "listener.h"
 #include "log.h"
 #include "manager.h"
+#include "pkcs11.h"
 #include "status.h"
 
 unsigned manager_n_conns(Manager *m) {
@@ -279,6 +280,7 @@ Manager *manager_free(Manager *m) {
         ocsp_stapler_free(m->ocsp);
         renewer_free(m->renewer);
         current_creds_done(&m->current);
+        token_key_unref(m->token);
         challenges_free(m->challenges);
         if (m->server.ticket_key.data) {
                 gnutls_memset(m->server.ticket_key.data, 0, m->server.ticket_key.size);
@@ -311,7 +313,10 @@ int manager_start(Manager *m, char **ret_error) {
                         return r;
                 m->server.challenges = m->challenges;
                 r = renewer_new(m->event, &m->config, m->challenges, &cb, m, &m->renewer, ret_error);
-        } else
+        } else if (m->config.pkcs11_module)
+                /* The login happens here, before any serving thread exists. */
+                r = token_bundle_load(&m->config, &m->token, &bundle, ret_error);
+        else
                 r = cert_bundle_load(&m->config, &bundle, ret_error);
         if (r < 0)
                 return r;

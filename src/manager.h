@@ -27,6 +27,8 @@ typedef struct Manager {
          * credential, ticket key, challenges, target); serves nothing itself. */
         ConnServer server;
         CurrentCreds current;           /* server.current points here */
+        /* --pkcs11-module: the key on the token, opened once, re-used by reloads. */
+        struct TokenKey *token;
 
         int listen_fd;
         char *unix_path;                /* removed on exit */

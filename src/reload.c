@@ -10,6 +10,7 @@
 #include "creds.h"
 #include "log.h"
 #include "manager.h"
+#include "pkcs11.h"
 #include "reload.h"
 #include "strv.h"
 #include "util.h"
@@ -250,7 +251,12 @@ int reload_run(Manager *m, ReloadTrigger trigger) {
         if (m->config.auto_acme_cert)
                 /* ACME certificates renew on their own: keep the one served. */
                 bundle = cert_bundle_ref(current);
-        else {
+        else if (m->config.pkcs11_module) {
+                /* The same key handle: no new login (see src/pkcs11.h). */
+                r = token_bundle_load(&m->config, &m->token, &bundle, &error);
+                if (r < 0)
+                        goto fail;
+        } else {
                 r = cert_bundle_load(&m->config, &bundle, &error);
                 if (r < 0)
                         goto fail;

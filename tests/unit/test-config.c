@@ -1346,6 +1346,57 @@ static void test_status_flags(void) {
                     "--status=unix:/run/b");
 }
 
+/* PKCS#11 (Ghostunnel's rules): the chain in --cert or --keystore, no
+ * --key or --storepass, the token flags only with a module; the PKCS11_*
+ * variables stand in for the flags. */
+static void test_pkcs11(void) {
+#define MODULE "--pkcs11-module=/usr/lib/softhsm/libsofthsm2.so"
+        char *err = NULL;
+        Config c;
+
+        VALIDATE_OK(BASE, "--cert=c.pem", MODULE, "--allow-all");
+        VALIDATE_OK(BASE, "--keystore=chain.pem", MODULE, "--pkcs11-token-label=t",
+                    "--pkcs11-pin=1234", "--allow-all");
+        VALIDATE_OK(BASE, "--cert=c.pem", MODULE, "--pkcs11-pin=", "--allow-all");
+        VALIDATE_OK(BASE, CREDS, "--pkcs11-module=", "--allow-all"); /* empty: unset */
+        VALIDATE_ERROR("--key and --pkcs11-module are mutually exclusive", BASE, CREDS, MODULE,
+                       "--allow-all");
+        VALIDATE_ERROR("--storepass/--storepass-file and --pkcs11-module are mutually exclusive",
+                       BASE, "--keystore=chain.pem", "--storepass=x", MODULE, "--allow-all");
+        VALIDATE_ERROR("--storepass/--storepass-file and --pkcs11-module are mutually exclusive",
+                       BASE, "--keystore=chain.pem", "--storepass-file=p", MODULE, "--allow-all");
+        VALIDATE_ERROR("--keystore and --cert are mutually exclusive", BASE,
+                       "--keystore=chain.pem", "--cert=c.pem", MODULE, "--allow-all");
+        VALIDATE_ERROR("--pkcs11-module requires --cert or --keystore", BASE, MODULE,
+                       "--allow-all");
+        VALIDATE_ERROR("--auto-acme-cert and --pkcs11-module are mutually exclusive", BASE,
+                       "--auto-acme-cert=gate.example.org", "--auto-acme-email=ops@example.org",
+                       "--auto-acme-agree-to-tos", MODULE, "--allow-all");
+        VALIDATE_ERROR("--pkcs11-token-label requires --pkcs11-module", BASE, CREDS,
+                       "--pkcs11-token-label=t", "--allow-all");
+        VALIDATE_ERROR("--pkcs11-pin requires --pkcs11-module", BASE, CREDS, "--pkcs11-pin=1",
+                       "--allow-all");
+        VALIDATE_ERROR("--cert requires --key", BASE, "--cert=c.pem", "--allow-all");
+
+        setenv("PKCS11_MODULE", "/env/module.so", 1);
+        setenv("PKCS11_TOKEN_LABEL", "env token", 1);
+        setenv("PKCS11_PIN", "env-pin", 1);
+        config_init(&c);
+        CHECK_INT_EQ(PARSE(&c, &err, BASE, "--cert=c.pem", "--allow-all",
+                           "--pkcs11-token-label=flag token"),
+                     0);
+        CHECK(err == NULL);
+        CHECK_STR_EQ(c.pkcs11_module, "/env/module.so");
+        CHECK_STR_EQ(c.pkcs11_token_label, "flag token");
+        CHECK_STR_EQ(c.pkcs11_pin, "env-pin");
+        CHECK_INT_EQ(config_validate(&c, &err), 0);
+        config_done(&c);
+        unsetenv("PKCS11_MODULE");
+        unsetenv("PKCS11_TOKEN_LABEL");
+        unsetenv("PKCS11_PIN");
+#undef MODULE
+}
+
 int main(void) {
         /* Ghostunnel's variables would stand in for flags (test_environment). */
         unsetenv("KEYSTORE_PATH");
@@ -1353,6 +1404,9 @@ int main(void) {
         unsetenv("CERT_PATH");
         unsetenv("KEY_PATH");
         unsetenv("CACERT_PATH");
+        unsetenv("PKCS11_MODULE");
+        unsetenv("PKCS11_TOKEN_LABEL");
+        unsetenv("PKCS11_PIN");
         test_defaults();
         test_all_flags();
         test_bools();
@@ -1367,6 +1421,7 @@ int main(void) {
         test_validate();
         test_proxy_protocol();
         test_status_flags();
+        test_pkcs11();
 
         {
                 char dir[] = "/tmp/test-config.XXXXXX";
