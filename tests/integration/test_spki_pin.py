@@ -98,9 +98,9 @@ class UntrustedCA:
              .not_valid_after(now + datetime.timedelta(days=days[1]))
              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
         if ekus:
-            b = b.add_extension(x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.CLIENT_AUTH if e == "client" else ExtendedKeyUsageOID.SERVER_AUTH
-                 for e in ekus]), critical=False)
+            oids = {"client": ExtendedKeyUsageOID.CLIENT_AUTH,
+                    "server": ExtendedKeyUsageOID.SERVER_AUTH}
+            b = b.add_extension(x509.ExtendedKeyUsage([oids[e] for e in ekus]), critical=False)
         cert = _sign(b, key if self_signed else self.key)
         chain = [] if self_signed or not self.parent else [self.cert]
         return _write(self.directory, name, [cert] + chain, key)
@@ -234,10 +234,10 @@ def test_certificate_request_names_no_ca(start_proxy, backend, pki, keys, versio
     in the CertificateRequest (as Ghostunnel leaves ClientCAs empty), where a
     strict client would take them as a reason to withhold a pinned
     certificate. With the other rules they are sent."""
-    def request_names(proxy):
+    def request_names(proxy, client):
         argv = ["openssl", "s_client", "-connect", "%s:%d" % proxy.addr, "-servername",
-                "localhost", "-CAfile", pki.ca.cert_path, "-cert", keys.good.cert_path,
-                "-key", keys.good.key_path, "-tls" + version.replace(".", "_"), "-nocommands"]
+                "localhost", "-CAfile", pki.ca.cert_path, "-cert", client.cert_path,
+                "-key", client.key_path, "-tls" + version.replace(".", "_"), "-nocommands"]
         c = CliClient(argv)
         try:
             c.wait_output(b"---\nSSL handshake has read", 10 * tg_daemon.slow_factor())
@@ -246,9 +246,9 @@ def test_certificate_request_names_no_ca(start_proxy, backend, pki, keys, versio
         out, _ = c.text()
         return out
 
-    out = request_names(start_proxy(backend, access=pin_args(pin(keys.good))))
+    out = request_names(start_proxy(backend, access=pin_args(pin(keys.good))), keys.good)
     assert "No client certificate CA names sent" in out, out
-    out = request_names(start_proxy(backend, access=["--allow-cn", "client"]))
+    out = request_names(start_proxy(backend, access=["--allow-cn", "client"]), pki.client)
     assert "Acceptable client certificate CA names" in out and "tlsgate test root CA" in out, out
 
 
@@ -362,7 +362,7 @@ def test_pins_reload_from_the_config_file(proxy_factory, backend, ctx_for, pki, 
         assert_allowed(proxy, backend, twin)
         assert_pin_refused(proxy, backend, good)
         # Resuming a session from before does not keep the old pins.
-        o = assert_refused(proxy, backend, good, session=session, phrases=(MISMATCH,))
+        assert_refused(proxy, backend, good, session=session, phrases=(MISMATCH,))
         assert held.pump(b"after\n", 6, timeout=5) == b"after\n"
     finally:
         held.close()

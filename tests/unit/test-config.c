@@ -534,7 +534,9 @@ static void test_validate(void) {
          * other rule (Ghostunnel's order of checks); every pin is parsed. */
 #define PIN "--allow-spki-pin=sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk="
         VALIDATE_OK(BASE, CREDS, PIN);
-        VALIDATE_OK(BASE, CREDS, PIN, "--allow-spki-pin=SHA384:mGX/hj/GwCimVU4uH4BvS0m1nb9pmY8IPDXmCmIMNcvkde8iB5/BnrA+1a81U2aV");
+        VALIDATE_OK(BASE, CREDS, PIN,
+                    "--allow-spki-pin=SHA384:mGX/hj/GwCimVU4uH4BvS0m1nb9pmY8IPDXmCmIMNcvkde8iB5/"
+                    "BnrA+1a81U2aV");
         VALIDATE_OK(BASE, "--keystore=ks.pem", PIN, "--allow-all=false");
         VALIDATE_ERROR("--allow-spki-pin is mutually exclusive with other access control flags",
                        BASE, CREDS, PIN, "--allow-cn=a");
