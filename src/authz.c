@@ -1,14 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /* Which verified clients may reach the target: Ghostunnel's ACL (auth.go),
- * evaluated against the leaf certificate only. */
+ * evaluated against the leaf certificate only; and its SPKI pins, which
+ * stand in for the verification. */
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <string.h>
+#include <strings.h>
 
 #include "authz.h"
 #include "strv.h"
+#include "util.h"
 
 void peer_identity_done(PeerIdentity *id) {
         if (!id)
@@ -283,4 +289,121 @@ AuthzResult authz_check(const Config *c, const PeerIdentity *id, const char **re
                                 return allow(ret_rule, "allow-uri");
 
         return AUTHZ_DENY;
+}
+
+static const struct {
+        const char *name;
+        gnutls_digest_algorithm_t algorithm;
+} pin_algorithms[] = {
+        { "sha256", GNUTLS_DIG_SHA256 },
+        { "sha384", GNUTLS_DIG_SHA384 },
+        { "sha512", GNUTLS_DIG_SHA512 },
+};
+
+int spki_pin_parse(const char *flag, const char *text, SpkiPin *ret, char **ret_error) {
+        gnutls_datum_t encoded, raw = {};
+        const char *colon, *b64;
+        size_t i, n;
+        unsigned size;
+        int r;
+
+        assert(flag);
+        assert(text);
+        assert(ret);
+
+        colon = strchr(text, ':');
+        if (!colon)
+                return error_set(ret_error, -EINVAL,
+                                 _("--%s: \"%s\" is not ALGO:BASE64 (such as sha256:BASE64)"), flag,
+                                 text);
+        n = (size_t) (colon - text);
+        for (i = 0; i < ELEMENTSOF(pin_algorithms); i++)
+                if (strlen(pin_algorithms[i].name) == n &&
+                    strncasecmp(pin_algorithms[i].name, text, n) == 0)
+                        break;
+        if (i >= ELEMENTSOF(pin_algorithms))
+                return error_set(ret_error, -EINVAL,
+                                 _("--%s: \"%s\": unknown digest algorithm \"%.*s\" (use sha256, "
+                                   "sha384 or sha512)"),
+                                 flag, text, (int) n, text);
+
+        /* GnuTLS's decoder skips blanks and line breaks; Go's, which
+         * Ghostunnel uses, refuses blanks: a pin is one word. */
+        b64 = colon + 1;
+        if (b64[strcspn(b64, " \t\r\n\v\f")] != '\0')
+                r = GNUTLS_E_BASE64_DECODING_ERROR;
+        else {
+                encoded = (gnutls_datum_t) { (unsigned char *) b64, (unsigned) strlen(b64) };
+                r = gnutls_base64_decode2(&encoded, &raw);
+        }
+        if (r == GNUTLS_E_MEMORY_ERROR)
+                return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
+        if (r < 0)
+                return error_set(ret_error, -EINVAL,
+                                 _("--%s: \"%s\": the digest is not base64 (the standard alphabet, "
+                                   "padded with '=')"),
+                                 flag, text);
+
+        size = gnutls_hash_get_len(pin_algorithms[i].algorithm);
+        if (raw.size != size || size > SPKI_PIN_DIGEST_MAX) {
+                unsigned got = raw.size;
+
+                gnutls_free(raw.data);
+                return error_set(ret_error, -EINVAL,
+                                 _("--%s: \"%s\": a %s digest has %u bytes, not %u"), flag,
+                                 text, pin_algorithms[i].name, size, got);
+        }
+
+        *ret = (SpkiPin) {
+                .algorithm = pin_algorithms[i].algorithm,
+                .size = size,
+        };
+        memcpy(ret->digest, raw.data, size);
+        gnutls_free(raw.data);
+        return 0;
+}
+
+/* The DER SubjectPublicKeyInfo of the leaf's key. GnuTLS writes it anew
+ * from the parsed key; DER being canonical, these are the certificate's own
+ * bytes for every key type GnuTLS reads. */
+static int leaf_spki(gnutls_x509_crt_t leaf, gnutls_datum_t *ret) {
+        gnutls_pubkey_t key = NULL;
+        int r;
+
+        r = gnutls_pubkey_init(&key);
+        if (r < 0)
+                return gnutls_to_errno(r);
+        r = gnutls_pubkey_import_x509(key, leaf, 0);
+        if (r >= 0)
+                r = gnutls_pubkey_export2(key, GNUTLS_X509_FMT_DER, ret);
+        gnutls_pubkey_deinit(key);
+        return r < 0 ? gnutls_to_errno(r) : 0;
+}
+
+int spki_pins_match(const SpkiPin *pins, size_t n, gnutls_x509_crt_t leaf) {
+        gnutls_datum_t spki = {};
+        int r;
+
+        assert(pins || n == 0);
+        assert(leaf);
+
+        r = leaf_spki(leaf, &spki);
+        if (r < 0)
+                return r;
+
+        /* Each pin is hashed with its own algorithm. The pins are
+         * configuration, not secrets: only the comparison of one digest is
+         * constant-time, the scan stops at the first match. */
+        r = 0;
+        for (size_t i = 0; i < n && r == 0; i++) {
+                uint8_t digest[SPKI_PIN_DIGEST_MAX];
+
+                if (pins[i].size != gnutls_hash_get_len(pins[i].algorithm) ||
+                    gnutls_hash_fast(pins[i].algorithm, spki.data, spki.size, digest) < 0)
+                        r = -EINVAL;
+                else if (gnutls_memcmp(digest, pins[i].digest, pins[i].size) == 0)
+                        r = 1;
+        }
+        gnutls_free(spki.data);
+        return r;
 }

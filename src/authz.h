@@ -7,6 +7,7 @@
 
 #include <gnutls/x509.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -39,3 +40,27 @@ typedef enum AuthzResult {
  * points to a static description of the kind of rule that matched
  * ("allow-all", "allow-cn", ...). */
 AuthzResult authz_check(const Config *c, const PeerIdentity *id, const char **ret_rule);
+
+/* --allow-spki-pin: Ghostunnel's out-of-band key pinning, in the style of
+ * RFC 7858 section 4.2. A pin is a digest of the DER SubjectPublicKeyInfo of
+ * the client's leaf certificate (RFC 7469 section 2.4), written
+ * ALGO:BASE64 with ALGO sha256, sha384 or sha512 (any case) and BASE64 the
+ * padded standard base64 of exactly that many bytes. The pin alone
+ * authenticates the client: its chain, validity and key usage are not
+ * checked; the handshake still proves that it holds the key. */
+#define SPKI_PIN_DIGEST_MAX 64
+
+typedef struct SpkiPin {
+        gnutls_digest_algorithm_t algorithm;
+        unsigned size;
+        uint8_t digest[SPKI_PIN_DIGEST_MAX];
+} SpkiPin;
+
+/* Parses one pin given to --FLAG. Returns 0, or -EINVAL/-ENOMEM with
+ * *ret_error set to a malloc'ed message naming the flag and the value. */
+int spki_pin_parse(const char *flag, const char *text, SpkiPin *ret, char **ret_error);
+
+/* Whether the public key of leaf matches one of the n pins: 1 if one does,
+ * 0 if none does, a negative errno if the key cannot be read. Digests are
+ * compared in constant time. */
+int spki_pins_match(const SpkiPin *pins, size_t n, gnutls_x509_crt_t leaf);

@@ -292,6 +292,12 @@ static const Option options[] = {
         { "allow-uri-san", OPTION_STRV,
           OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN | OPTION_RELOADABLE,
           CFG(allow_uri), NULL, "URI", NULL, NULL },
+        { "allow-spki-pin", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
+          CFG(allow_spki_pin), NULL, "PIN",
+          N_("Allow clients whose certificate's public key has this pin: ALGO:BASE64, the sha256, "
+             "sha384 or sha512 digest of its DER SubjectPublicKeyInfo. The pin alone "
+             "authenticates: the chain, --cacert, validity dates and key usage are not checked. "
+             "Excludes the other access rules (can be repeated)."), NULL },
         { "disable-authentication", OPTION_BOOL, OPTION_RELOADABLE, CFG(disable_authentication),
           NULL, NULL,
           N_("Do not ask clients for a certificate at all."), NULL },
@@ -524,6 +530,7 @@ void config_done(Config *c) {
         strv_free(c->allow_dns);
         strv_free(c->allow_ip);
         strv_free(c->allow_uri);
+        strv_free(c->allow_spki_pin);
         address_done(&c->status);
         free(c->target_status);
         free(c->metrics_prefix);
@@ -1208,7 +1215,8 @@ int config_access_copy(const Config *c, Config **ret) {
             strv_copy_into(c->allow_ou, &a->allow_ou) < 0 ||
             strv_copy_into(c->allow_dns, &a->allow_dns) < 0 ||
             strv_copy_into(c->allow_ip, &a->allow_ip) < 0 ||
-            strv_copy_into(c->allow_uri, &a->allow_uri) < 0)
+            strv_copy_into(c->allow_uri, &a->allow_uri) < 0 ||
+            strv_copy_into(c->allow_spki_pin, &a->allow_spki_pin) < 0)
                 return -ENOMEM;
         *ret = TAKE_PTR(a);
         return 0;
@@ -1343,18 +1351,34 @@ static int validate_credentials(const Config *c, char **ret_error) {
 
 static int validate_access(const Config *c, char **ret_error) {
         bool rules = c->allow_cn || c->allow_ou || c->allow_dns || c->allow_ip || c->allow_uri;
+        bool pins = c->allow_spki_pin;
+        int r;
 
-        if (!c->disable_authentication && !c->allow_all && !rules)
+        if (!c->disable_authentication && !c->allow_all && !rules && !pins)
                 return error_set(ret_error, -EINVAL, "%s",
                               _("at least one of --allow-all, --allow-cn, --allow-ou, --allow-dns, "
-                                "--allow-ip, --allow-uri or --disable-authentication is required"));
-        if (!c->disable_authentication && c->allow_all && rules)
+                                "--allow-ip, --allow-uri, --allow-spki-pin or "
+                                "--disable-authentication is required"));
+        if (!c->disable_authentication && c->allow_all && (rules || pins))
                 return error_set(ret_error, -EINVAL, "%s",
                               _("--allow-all is mutually exclusive with other access control flags"));
-        if (c->disable_authentication && (c->allow_all || rules))
+        if (c->disable_authentication && (c->allow_all || rules || pins))
                 return error_set(ret_error, -EINVAL, "%s",
                               _("--disable-authentication is mutually exclusive with other access "
                                 "control flags"));
+        /* A pin replaces the verification the other rules rely on. */
+        if (pins && rules)
+                return error_set(ret_error, -EINVAL, "%s",
+                              _("--allow-spki-pin is mutually exclusive with other access control "
+                                "flags"));
+
+        STRV_FOREACH(p, c->allow_spki_pin) {
+                SpkiPin pin;
+
+                r = spki_pin_parse("allow-spki-pin", *p, &pin, ret_error);
+                if (r < 0)
+                        return r;
+        }
 
         STRV_FOREACH(p, c->allow_uri)
                 if (!uri_pattern_valid(*p))

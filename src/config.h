@@ -71,6 +71,7 @@ typedef struct Config {
         bool allow_all;
         bool disable_authentication;
         char **allow_cn, **allow_ou, **allow_dns, **allow_ip, **allow_uri;
+        char **allow_spki_pin;  /* as given; parsed by creds_new() (spki_pin_parse()) */
 
         /* Timeouts (0 = off where the flag says so). */
         usec_t connect_timeout;   /* default 10s, must be > 0 */
@@ -131,7 +132,8 @@ int config_load_file(Config *c, const char *path, char **ret_error);
 
 /* Cross-flag validation, Ghostunnel's rules: required flags, --cert needs
  * --key, --keystore excludes --cert/--key, at least one access rule,
- * --allow-all and --disable-authentication exclusive with other rules,
+ * --allow-all, --disable-authentication and --allow-spki-pin exclusive with
+ * other rules, pins well formed,
  * safe --target unless --unsafe-target, --allow-uri patterns well formed,
  * --allow-ip addresses parse, --storepass and --storepass-file exclusive
  * and only with --keystore. Same error contract. */
@@ -150,7 +152,8 @@ int config_resolve_credentials(Config *c, const char *credentials_dir, char **re
 
 /* Reload: which settings may change while running. The reloadable ones
  * (--cert, --key, --keystore, --storepass, --storepass-file, --cacert,
- * --allow-*, --disable-authentication) are marked in the option table; the
+ * --allow-* including --allow-spki-pin, --disable-authentication) are
+ * marked in the option table; the
  * others need a restart. config_diff() stores in *ret the canonical names
  * (no dashes, no hidden aliases) of the settings of one group (reloadable
  * true or false) whose values differ between a and b, in table order;

@@ -526,9 +526,54 @@ static time_t chain_expiry(Conn *c, const gnutls_datum_t *peers, unsigned n) {
         return expires > 0 ? expires : 0;
 }
 
+/* --allow-spki-pin (Ghostunnel's pin mode): the leaf's key must have one of
+ * the pins, and that is all: neither the chain nor the leaf's dates or key
+ * usage are checked, the trust list is not used. A mismatch fails the
+ * handshake with bad_certificate, as Go's VerifyPeerCertificate error does.
+ * Nothing is cached (creds_new() makes no cache with pins): hashing the key
+ * costs about what the cache's lookup, a hash of the whole chain, does. */
+static int conn_check_pin(Conn *c, const gnutls_datum_t *leaf) {
+        gnutls_x509_crt_t crt = NULL;
+        PeerIdentity id = {};
+        int r;
+
+        r = gnutls_x509_crt_init(&crt);
+        if (r >= 0)
+                r = gnutls_x509_crt_import(crt, leaf, GNUTLS_X509_FMT_DER);
+        if (r < 0) {
+                if (crt)
+                        gnutls_x509_crt_deinit(crt);
+                c->verify_error = "cannot parse the client certificate";
+                return -EBADMSG;
+        }
+        r = spki_pins_match(c->creds->pins, c->creds->n_pins, crt);
+        if (r < 0)
+                c->verify_error = "cannot read the public key of the client certificate";
+        else if (r > 0 && peer_identity_from_x509(crt, &id) < 0) {
+                c->verify_error = "cannot parse the client certificate";
+                r = -EBADMSG;
+        }
+        gnutls_x509_crt_deinit(crt);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                /* Ghostunnel's words for it. */
+                c->verify_error = "unauthorized: pin verification failed";
+                return -EPERM;
+        }
+
+        c->verdict.allowed = true;
+        c->verdict.rule = "allow-spki-pin";
+        c->verdict.cn = TAKE_PTR(id.cn);
+        peer_identity_done(&id);
+        c->peer_checked = true;
+        return 0;
+}
+
 /* Verifies the client's chain with this connection's trust list and
  * applies its access rules, unless this exact chain was judged before by
  * the same generation (src/verify-cache.c): the result is in c->verdict.
+ * With pins, checks the pins instead (conn_check_pin()).
  * Runs in the handshake (on_verify_peer) and, for a resumed session, which
  * skips that, after it: the chain may have expired or its CA changed. */
 static int conn_check_peer(Conn *c) {
@@ -546,6 +591,8 @@ static int conn_check_peer(Conn *c) {
                 c->verify_error = "client did not present a certificate";
                 return -ENOENT;
         }
+        if (c->creds->n_pins > 0)
+                return conn_check_pin(c, &peers[0]);
         r = verify_cache_lookup(c->creds->verified, peers, n, now, &c->verdict);
         if (r > 0) {
                 metrics_verify_cached(c->server->metrics);
@@ -1217,6 +1264,11 @@ static int conn_setup_session(Conn *c) {
                  * authentication (an absent extended key usage allows any
                  * purpose), as in Go. */
                 gnutls_session_set_verify_function(c->session, on_verify_peer);
+                /* With pins the CA bundle authenticates nobody: naming its
+                 * CAs in the CertificateRequest would only make a strict
+                 * client withhold a pinned certificate they did not issue. */
+                if (cr->n_pins > 0)
+                        gnutls_certificate_send_x509_rdn_sequence(c->session, 1);
         } else
                 gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_IGNORE);
         if (c->server->challenges) {

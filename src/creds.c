@@ -6,6 +6,7 @@
 #include "creds.h"
 #include "log.h"
 #include "pkcs11.h"
+#include "strv.h"
 #include "util.h"
 #include "verify-cache.h"
 
@@ -349,6 +350,7 @@ Creds *creds_unref(Creds *c) {
                 gnutls_priority_deinit(c->priority_probe);
         cert_bundle_unref(c->bundle);
         config_access_free(c->access);
+        free(c->pins);
         verify_cache_free(c->verified);
         free(c);
         return NULL;
@@ -371,6 +373,26 @@ int creds_priority_string(const Config *c, char **ret) {
         return 0;
 }
 
+/* config_validate() checked the pins already; a message all the same,
+ * should one fail here. */
+static int creds_parse_pins(Creds *cr, char * const *pins, char **ret_error) {
+        size_t n = strv_length(pins);
+        int r;
+
+        if (n == 0)
+                return 0;
+        cr->pins = calloc(n, sizeof(SpkiPin));
+        if (!cr->pins)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                r = spki_pin_parse("allow-spki-pin", pins[i], &cr->pins[i], ret_error);
+                if (r < 0)
+                        return r;
+        }
+        cr->n_pins = n;
+        return 0;
+}
+
 int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_function3 *retrieve,
               Creds **ret, char **ret_error) {
         _cleanup_(creds_unrefp) Creds *cr = NULL;
@@ -388,7 +410,10 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
         r = config_access_copy(c, &cr->access);
         if (r < 0)
                 return r;
-        if (cr->request_client_cert) {
+        r = creds_parse_pins(cr, c->allow_spki_pin, ret_error);
+        if (r < 0)
+                return r;
+        if (cr->request_client_cert && cr->n_pins == 0) {
                 cr->verified = verify_cache_new(VERIFY_CACHE_SLOTS);
                 if (!cr->verified)
                         return -ENOMEM;

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "authz.h"
 #include "config.h"
 
 typedef struct CertBundle {
@@ -55,6 +56,10 @@ typedef struct Creds {
         CertBundle *bundle;             /* what normal clients get; NULL until ACME obtained one */
         bool request_client_cert;       /* false with --disable-authentication */
         Config *access;                 /* the access rules of this generation (authz_check()) */
+        /* --allow-spki-pin, parsed: when there are pins they alone authenticate
+         * the client, no chain is verified and nothing is cached. */
+        SpkiPin *pins;
+        size_t n_pins;
         struct VerifyCache *verified;   /* client chains this trust list and these rules judged */
 } Creds;
 

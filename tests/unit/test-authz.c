@@ -3,6 +3,8 @@
  * way a peer would send them, checked against each rule. */
 
 #include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdlib.h>
@@ -384,6 +386,174 @@ static void test_uri_patterns(void) {
         CHECK(!uri_pattern_match("x", NULL));
 }
 
+
+/* Known answers: two certificates made with OpenSSL and their pins, taken
+ * with `openssl x509 -pubkey | openssl pkey -pubin -outform der | openssl
+ * dgst -sha256 -binary | base64`. */
+static const char pinned_pem[] =
+        "-----BEGIN CERTIFICATE-----\n"
+        "MIIBeTCCAR+gAwIBAgIUZq81xjJnl/KkTIbOj1CKTWu6WekwCgYIKoZIzj0EAwIw\n"
+        "ETEPMA0GA1UEAwwGcGlubmVkMCAXDTI2MTIwNzIyMTAwNloYDzIxMjYxMTEzMjIx\n"
+        "MDA2WjARMQ8wDQYDVQQDDAZwaW5uZWQwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC\n"
+        "AARkes1dYgqWRyjSHHSLpZ2FjTzgrt8fYSgVww6u+uuMMyUnG9iWibvwaT10snb9\n"
+        "AFOinDXmyTJi0W8GGVO/P5tZo1MwUTAdBgNVHQ4EFgQU7ly3e1fcTFrVo5hm7CEM\n"
+        "pYXpag8wHwYDVR0jBBgwFoAU7ly3e1fcTFrVo5hm7CEMpYXpag8wDwYDVR0TAQH/\n"
+        "BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiBpZsV+LV+MSMZ7aFQ5vHTUPj6+WbZS\n"
+        "eOk3+qGWrqcSoQIhAIGfJffdStq6nyQ6p4QTJxgesM7/M6E8PnfR2cp2kl4t\n"
+        "-----END CERTIFICATE-----\n";
+#define PINNED_SHA256 "sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk="
+#define PINNED_SHA384 "sha384:mGX/hj/GwCimVU4uH4BvS0m1nb9pmY8IPDXmCmIMNcvkde8iB5/BnrA+1a81U2aV"
+#define PINNED_SHA512                                                                      \
+        "sha512:QZuzmVoMDiv65Z93XFLiHbviwgXOgTsYvVmA/WasKLgSY3DIKhpSH0L7M2oF1+1JHFhVxZCUpq9K" \
+        "7D/dDi77RA=="
+
+static const char other_pem[] =
+        "-----BEGIN CERTIFICATE-----\n"
+        "MIIBNjCB6aADAgECAhRWVRTY44EUYdzM2T6MQ3/4zMAZtTAFBgMrZXAwEDEOMAwG\n"
+        "A1UEAwwFb3RoZXIwIBcNMjYxMjA3MjIxMDA2WhgPMjEyNjExMTMyMjEwMDZaMBAx\n"
+        "DjAMBgNVBAMMBW90aGVyMCowBQYDK2VwAyEAQKQW8minTAhDjb2byZqwwZXYUZJT\n"
+        "zF30dOnP0mPBBeujUzBRMB0GA1UdDgQWBBTfevg7ZUYTD8izPrvjd3gSIhYzbDAf\n"
+        "BgNVHSMEGDAWgBTfevg7ZUYTD8izPrvjd3gSIhYzbDAPBgNVHRMBAf8EBTADAQH/\n"
+        "MAUGAytlcANBAFqnymQ1OfGCd6XP+cxxWmVsMWnFVNwzo6l9BAwexRGojJpg0Nrf\n"
+        "vAds3Ja/MsfCDXtSdDDKJvmq4nkBG490hQ0=\n"
+        "-----END CERTIFICATE-----\n";
+#define OTHER_SHA256 "sha256:gcJLem7lfFIGmFKsMjHzjn7qdMd77Dq31HluP8Jt67o="
+
+static gnutls_x509_crt_t load_pem(const char *pem) {
+        gnutls_datum_t d = { (unsigned char *) pem, (unsigned) strlen(pem) };
+        gnutls_x509_crt_t crt;
+        int r;
+
+        if ((r = gnutls_x509_crt_init(&crt)) < 0 ||
+            (r = gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_PEM)) < 0)
+                die("load_pem", r);
+        return crt;
+}
+
+static void expect_pin_error(int line, const char *text, const char *needle) {
+        _cleanup_free_ char *err = NULL;
+        SpkiPin pin;
+        int r;
+
+        r = spki_pin_parse("allow-spki-pin", text, &pin, &err);
+        if (!test_record(r == -EINVAL && err && strstr(err, needle) &&
+                                 strstr(err, "--allow-spki-pin: ") && strstr(err, text),
+                         __FILE__, line, needle))
+                fprintf(stderr, "        \"%s\": r=%d, message \"%s\"\n", text, r,
+                        err ? err : "(null)");
+}
+#define PIN_ERROR(text, needle) expect_pin_error(__LINE__, text, needle)
+
+/* Parses the pins, then matches them against crt. */
+static int match(gnutls_x509_crt_t crt, const char *const *texts, size_t n) {
+        SpkiPin pins[8];
+
+        assert(n <= ELEMENTSOF(pins));
+        for (size_t i = 0; i < n; i++)
+                if (spki_pin_parse("allow-spki-pin", texts[i], &pins[i], NULL) < 0)
+                        return -EINVAL;
+        return spki_pins_match(pins, n, crt);
+}
+#define MATCH(crt, ...)                                                                    \
+        match(crt, (const char *const[]) { __VA_ARGS__ },                                  \
+              ELEMENTSOF(((const char *const[]) { __VA_ARGS__ })))
+
+static void test_spki_pin_parse(void) {
+        SpkiPin pin = {};
+
+        CHECK_INT_EQ(spki_pin_parse("allow-spki-pin", PINNED_SHA256, &pin, NULL), 0);
+        CHECK_INT_EQ(pin.algorithm, GNUTLS_DIG_SHA256);
+        CHECK_INT_EQ(pin.size, 32);
+        CHECK_INT_EQ(pin.digest[0], 0x1f); /* "HwFI" */
+        CHECK_INT_EQ(pin.digest[1], 0x01);
+        CHECK_INT_EQ(spki_pin_parse("allow-spki-pin", PINNED_SHA384, &pin, NULL), 0);
+        CHECK_INT_EQ(pin.algorithm, GNUTLS_DIG_SHA384);
+        CHECK_INT_EQ(pin.size, 48);
+        CHECK_INT_EQ(spki_pin_parse("allow-spki-pin", PINNED_SHA512, &pin, NULL), 0);
+        CHECK_INT_EQ(pin.algorithm, GNUTLS_DIG_SHA512);
+        CHECK_INT_EQ(pin.size, 64);
+        /* The algorithm in any case, as Ghostunnel takes it. */
+        CHECK_INT_EQ(spki_pin_parse("x", "SHA256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=",
+                                    &pin, NULL), 0);
+        CHECK_INT_EQ(pin.algorithm, GNUTLS_DIG_SHA256);
+        CHECK_INT_EQ(spki_pin_parse("x",
+                                    "Sha384:mGX/hj/GwCimVU4uH4BvS0m1nb9pmY8IPDXmCmIMNcvkde8iB5/"
+                                    "BnrA+1a81U2aV",
+                                    &pin, NULL), 0);
+        CHECK_INT_EQ(pin.algorithm, GNUTLS_DIG_SHA384);
+
+        PIN_ERROR("HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=", "is not ALGO:BASE64");
+        PIN_ERROR("", "is not ALGO:BASE64");
+        PIN_ERROR("sha1:3LITyzb0/icc5P9lR6s7tn4BaKU=", "unknown digest algorithm \"sha1\"");
+        PIN_ERROR("md5:HwFIfuF2TJtXpmf3rp/88g==", "unknown digest algorithm \"md5\"");
+        PIN_ERROR("pin-sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=",
+                  "unknown digest algorithm \"pin-sha256\"");
+        PIN_ERROR(":HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=", "unknown digest algorithm \"\"");
+        PIN_ERROR("sha256 :HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=",
+                  "unknown digest algorithm \"sha256 \"");
+        /* base64: the standard alphabet, padded, one word */
+        PIN_ERROR("sha256:HwFIfuF2TJtXpmf3rp_88sHu82JkfsX66C4Igw6Z9Wk=", "not base64");
+        PIN_ERROR("sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk", "not base64");
+        PIN_ERROR("sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk==", "not base64");
+        PIN_ERROR("sha256:HwFIfuF2TJtXpmf3rp/88sHu82 JkfsX66C4Igw6Z9Wk=", "not base64");
+        PIN_ERROR("sha256: HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=", "not base64");
+        PIN_ERROR("sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=\n", "not base64");
+        PIN_ERROR("sha256:!!!!", "not base64");
+        PIN_ERROR("sha256:sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=", "not base64");
+        /* the digest's length is the algorithm's */
+        PIN_ERROR("sha256:", "a sha256 digest has 32 bytes, not 0");
+        PIN_ERROR("sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Q==",
+                  "a sha256 digest has 32 bytes, not 31");
+        PIN_ERROR("sha384:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=",
+                  "a sha384 digest has 48 bytes, not 32");
+        PIN_ERROR("SHA512:mGX/hj/GwCimVU4uH4BvS0m1nb9pmY8IPDXmCmIMNcvkde8iB5/BnrA+1a81U2aV",
+                  "a sha512 digest has 64 bytes, not 48");
+}
+
+static void test_spki_pin_match(void) {
+        gnutls_x509_crt_t pinned = load_pem(pinned_pem), other = load_pem(other_pem);
+        gnutls_x509_crt_t made = make_cert("CN=made", NULL, 0);
+        unsigned char id[64];
+        size_t id_size = sizeof(id);
+        gnutls_datum_t raw, b64 = {};
+        _cleanup_free_ char *made_pin = NULL;
+
+        /* Each algorithm of the known answers. */
+        CHECK_INT_EQ(MATCH(pinned, PINNED_SHA256), 1);
+        CHECK_INT_EQ(MATCH(pinned, PINNED_SHA384), 1);
+        CHECK_INT_EQ(MATCH(pinned, PINNED_SHA512), 1);
+        CHECK_INT_EQ(MATCH(other, OTHER_SHA256), 1); /* an Ed25519 key */
+        /* Any one of several pins, whatever their algorithms. */
+        CHECK_INT_EQ(MATCH(pinned, OTHER_SHA256, PINNED_SHA512), 1);
+        CHECK_INT_EQ(MATCH(other, PINNED_SHA384, OTHER_SHA256), 1);
+        /* Another key's pin, or no pin, does not match. */
+        CHECK_INT_EQ(MATCH(pinned, OTHER_SHA256), 0);
+        CHECK_INT_EQ(MATCH(other, PINNED_SHA256, PINNED_SHA384, PINNED_SHA512), 0);
+        CHECK_INT_EQ(spki_pins_match(NULL, 0, pinned), 0);
+        /* One bit off, first or last byte. */
+        CHECK_INT_EQ(MATCH(pinned, "sha256:HgFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk="), 0);
+        CHECK_INT_EQ(MATCH(pinned, "sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wg="), 0);
+        CHECK_INT_EQ(MATCH(pinned, "sha512:QZuzmVoMDiv65Z93XFLiHbviwgXOgTsYvVmA/WasKLgSY3DIKhpSH0L7"
+                                   "M2oF1+1JHFhVxZCUpq9K7D/dDi77RQ=="),
+                     0);
+
+        /* A key GnuTLS made, pinned through GnuTLS's own key ID (SHA-256 of
+         * the SubjectPublicKeyInfo), a second way to the same digest. */
+        if (!made || gnutls_x509_crt_get_key_id(made, GNUTLS_KEYID_USE_SHA256, id, &id_size) < 0)
+                die("key id", GNUTLS_E_INTERNAL_ERROR);
+        raw = (gnutls_datum_t) { id, (unsigned) id_size };
+        if (gnutls_base64_encode2(&raw, &b64) < 0 ||
+            asprintf(&made_pin, "sha256:%.*s", (int) b64.size, b64.data) < 0)
+                die("base64", GNUTLS_E_MEMORY_ERROR);
+        gnutls_free(b64.data);
+        CHECK_INT_EQ(MATCH(made, made_pin), 1);
+        CHECK_INT_EQ(MATCH(pinned, made_pin), 0);
+
+        gnutls_x509_crt_deinit(made);
+        gnutls_x509_crt_deinit(other);
+        gnutls_x509_crt_deinit(pinned);
+}
+
 int main(void) {
         int r;
 
@@ -398,6 +568,8 @@ int main(void) {
         test_identity();
         test_rules();
         test_uri_patterns();
+        test_spki_pin_parse();
+        test_spki_pin_match();
 
         gnutls_x509_privkey_deinit(key);
         gnutls_global_deinit();

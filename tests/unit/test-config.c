@@ -506,7 +506,8 @@ static void test_validate(void) {
                        "--allow-all");
 
         VALIDATE_ERROR("at least one of --allow-all, --allow-cn, --allow-ou, --allow-dns, "
-                       "--allow-ip, --allow-uri or --disable-authentication is required",
+                       "--allow-ip, --allow-uri, --allow-spki-pin or --disable-authentication "
+                       "is required",
                        BASE, CREDS);
         VALIDATE_ERROR("--disable-authentication is required", BASE, CREDS, "--allow-all=false");
         VALIDATE_ERROR("--allow-all is mutually exclusive with other access control flags", BASE,
@@ -528,6 +529,36 @@ static void test_validate(void) {
         VALIDATE_OK("--listen=:1", "--target=10.0.0.1:80", "--unsafe-target", CREDS, "--allow-all");
         VALIDATE_OK("--listen=:1", "--target=127.0.0.1:80", CREDS, "--allow-all");
         VALIDATE_OK("--listen=:1", "--target=[::1]:80", CREDS, "--allow-all");
+
+        /* --allow-spki-pin: the pin alone authenticates, so it takes no
+         * other rule (Ghostunnel's order of checks); every pin is parsed. */
+#define PIN "--allow-spki-pin=sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk="
+        VALIDATE_OK(BASE, CREDS, PIN);
+        VALIDATE_OK(BASE, CREDS, PIN,
+                    "--allow-spki-pin=SHA384:mGX/hj/GwCimVU4uH4BvS0m1nb9pmY8IPDXmCmIMNcvkde8iB5/"
+                    "BnrA+1a81U2aV");
+        VALIDATE_OK(BASE, "--keystore=ks.pem", PIN, "--allow-all=false");
+        VALIDATE_ERROR("--allow-spki-pin is mutually exclusive with other access control flags",
+                       BASE, CREDS, PIN, "--allow-cn=a");
+        VALIDATE_ERROR("--allow-spki-pin is mutually exclusive", BASE, CREDS, "--allow-ou=o", PIN);
+        VALIDATE_ERROR("--allow-spki-pin is mutually exclusive", BASE, CREDS, PIN, "--allow-dns=d");
+        VALIDATE_ERROR("--allow-spki-pin is mutually exclusive", BASE, CREDS, PIN, "--allow-ip=::1");
+        VALIDATE_ERROR("--allow-spki-pin is mutually exclusive", BASE, CREDS, PIN,
+                       "--allow-uri-san=spiffe://x");
+        VALIDATE_ERROR("--allow-all is mutually exclusive with other access control flags", BASE,
+                       CREDS, PIN, "--allow-all");
+        VALIDATE_ERROR("--disable-authentication is mutually exclusive with other access control",
+                       BASE, CREDS, "--disable-authentication", PIN);
+        VALIDATE_ERROR("--allow-spki-pin: \"md5:AAAA\": unknown digest algorithm \"md5\"", BASE,
+                       CREDS, PIN, "--allow-spki-pin=md5:AAAA");
+        VALIDATE_ERROR("--allow-spki-pin: \"sha256:AAAA\": a sha256 digest has 32 bytes, not 3",
+                       BASE, CREDS, "--allow-spki-pin=sha256:AAAA");
+        VALIDATE_ERROR("--allow-spki-pin: \"sha256:A-_=\": the digest is not base64", BASE, CREDS,
+                       "--allow-spki-pin=sha256:A-_=");
+        VALIDATE_ERROR("--allow-spki-pin: \"HwFI\" is not ALGO:BASE64", BASE, CREDS,
+                       "--allow-spki-pin=HwFI");
+        PARSE_ERROR("--allow-spki-pin: value must not be empty", BASE, CREDS, "--allow-spki-pin=");
+#undef PIN
 
         VALIDATE_ERROR("--allow-uri: invalid pattern \"spiffe://x/**/y\"", BASE, CREDS,
                        "--allow-uri=spiffe://x/**/y");

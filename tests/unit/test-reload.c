@@ -198,6 +198,36 @@ static void test_access_copy(void) {
         config_done(&a);
 }
 
+/* --allow-spki-pin is an access rule like the others: reloadable, swapped,
+ * kept in the credential's copy. */
+static void test_spki_pins(void) {
+        _cleanup_(config_access_freep) Config *copy = NULL;
+        _cleanup_strv_free_ char **restart = NULL, **reloadable = NULL;
+        Config a, b;
+
+        parse(&a, ARGV("--listen", "127.0.0.1:1", "--target", "127.0.0.1:2", "--cert", "a.pem",
+                       "--key", "a.key", "--allow-spki-pin", "sha256:AAAA", "--allow-spki-pin",
+                       "sha384:BBBB"));
+        parse(&b, ARGV("--listen", "127.0.0.1:1", "--target", "127.0.0.1:2", "--cert", "a.pem",
+                       "--key", "a.key", "--allow-spki-pin", "sha256:AAAA"));
+        CHECK_INT_EQ(config_diff(&a, &b, false, &restart), 0);
+        CHECK_NO_NAMES(restart);
+        CHECK_INT_EQ(config_diff(&a, &b, true, &reloadable), 0);
+        CHECK_NAMES(reloadable, "allow-spki-pin");
+
+        CHECK_INT_EQ(config_access_copy(&a, &copy), 0);
+        CHECK(copy->allow_spki_pin && copy->allow_spki_pin != a.allow_spki_pin);
+        CHECK_INT_EQ(strv_length(copy->allow_spki_pin), 2);
+        CHECK_STR_EQ(copy->allow_spki_pin[1], "sha384:BBBB");
+
+        config_swap_reloadable(&a, &b);
+        CHECK_INT_EQ(strv_length(a.allow_spki_pin), 1);
+        CHECK_INT_EQ(strv_length(b.allow_spki_pin), 2);
+        config_done(&a);
+        config_done(&b);
+        CHECK_STR_EQ(copy->allow_spki_pin[0], "sha256:AAAA");
+}
+
 static void test_timed_reload_flag(void) {
         char *err = NULL;
         Config c;
@@ -225,6 +255,7 @@ int main(void) {
         test_listen_and_bools();
         test_swap();
         test_access_copy();
+        test_spki_pins();
         test_timed_reload_flag();
         return test_summary();
 }
