@@ -76,6 +76,7 @@ struct Conn {
         bool send_blocked;      /* a TLS send (or bye) is waiting for POLLOUT */
         bool send_more;         /* more records follow this one at once: MSG_MORE */
         bool recv_wants_write;  /* a TLS read must write first (key update) */
+        bool client_fin;        /* the client's TCP FIN, kept from GnuTLS (conn_pull()) */
 
         char sni[GATE_SNI_MAX + 1];
         char peer[INET6_ADDRSTRLEN + 16];
@@ -782,10 +783,13 @@ static int pipe_read_tls(Conn *c) {
                         if (n <= 0) {
                                 if (next)
                                         gnutls_packet_deinit(next);
-                                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+                                if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) &&
+                                    !c->client_fin)
                                         c->recv_wants_write =
                                                 gnutls_record_get_direction(c->session) == 1;
                                 else {
+                                        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+                                                n = GNUTLS_E_PREMATURE_TERMINATION;
                                         c->c2t_deferred = n;
                                         c->c2t_has_deferred = true;
                                 }
@@ -798,9 +802,14 @@ static int pipe_read_tls(Conn *c) {
                 return 1;
         }
         pipe_release(c->server, p);     /* an empty c2t holds nothing */
+        if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && c->client_fin)
+                n = GNUTLS_E_PREMATURE_TERMINATION;     /* all before the FIN is read */
         if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
-                /* close_notify, or a TCP FIN without one: the client is done
-                 * sending; pass the end on as a half-close. */
+                /* close_notify, or a TCP FIN without one (conn_pull()): the
+                 * client is done sending; pass the end on as a half-close
+                 * and go on sending it what the target says. */
+                conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: client ended its side (%s)", c->id_str,
+                         n == 0 ? "close_notify" : "TCP FIN without close_notify");
                 p->eof = true;
                 return 1;
         }
@@ -1006,7 +1015,7 @@ static int conn_schedule_resume(Conn *c) {
 
 static void conn_pump(Conn *c) {
         const Config *cfg = c->server->config;
-        bool was_half_closed = c->c2t.shut || c->t2c.shut;
+        bool was_half_closed = c->c2t.shut || c->t2c.shut, moved = false;
         unsigned i;
         int r;
 
@@ -1033,16 +1042,21 @@ static void conn_pump(Conn *c) {
 
                 if (progress == 0)
                         break;
+                moved = true;
         }
 
         if (c->c2t.shut && c->t2c.shut)
                 return conn_close(c);
 
-        if (!was_half_closed && (c->c2t.shut || c->t2c.shut)) {
-                /* One direction ended: the other gets --close-timeout. */
+        if (c->c2t.shut || c->t2c.shut) {
+                /* One direction ended: the other may idle for --close-timeout
+                 * (0: close at once). The timer restarts whenever bytes move,
+                 * so that it ends connections nobody uses any more, never a
+                 * transfer still under way (a reply streamed after the
+                 * client's end may take much longer than the timeout). */
                 if (cfg->close_timeout == 0)
                         return conn_close(c);
-                if (conn_arm_deadline(c, cfg->close_timeout) < 0)
+                if ((!was_half_closed || moved) && conn_arm_deadline(c, cfg->close_timeout) < 0)
                         return conn_close(c);
         }
 
@@ -1150,6 +1164,27 @@ static int on_post_client_hello(gnutls_session_t session) {
         return 0;
 }
 
+/* GnuTLS's reads from the client. Once piping, a TCP FIN is not shown to
+ * GnuTLS as the end of the stream: without a close_notify before it, GnuTLS
+ * would report a premature termination and invalidate the session, and the
+ * rest of the target's reply could no longer be sent. The FIN is noted
+ * instead and GnuTLS told to try again; pipe_read_tls() takes it as the
+ * client's end. During the handshake a FIN stays an error, as it should. */
+static ssize_t conn_pull(gnutls_transport_ptr_t ptr, void *buf, size_t size) {
+        Conn *c = ptr;
+        ssize_t n;
+
+        n = recv(c->fd, buf, size, 0);
+        if (n == 0 && c->state == CONN_PIPING) {
+                c->client_fin = true;
+                gnutls_transport_set_errno(c->session, EAGAIN);
+                return -1;
+        }
+        if (n < 0)
+                gnutls_transport_set_errno(c->session, errno);
+        return n;
+}
+
 /* GnuTLS's writes to the client: records with more of them right behind
  * (a buffer from the target longer than one record) go out with MSG_MORE,
  * so that the kernel sends them as one segment train, not one each. */
@@ -1191,9 +1226,9 @@ static int conn_setup_session(Conn *c) {
         }
         /* Our own timer enforces --connect-timeout. */
         gnutls_handshake_set_timeout(c->session, 0);
-        /* Reads go through GnuTLS's own recv() on the descriptor, writes
-         * through conn_push(). */
-        gnutls_transport_set_ptr2(c->session, (gnutls_transport_ptr_t) (intptr_t) c->fd, c);
+        /* Reads through conn_pull(), writes through conn_push(). */
+        gnutls_transport_set_ptr(c->session, c);
+        gnutls_transport_set_pull_function(c->session, conn_pull);
         gnutls_transport_set_vec_push_function(c->session, conn_push);
         return 0;
 }

@@ -6,6 +6,11 @@ Modes:
   greet     send GREETING, shut down the write side at once, then read until
             EOF (recording what arrived), then close.
   hold      read and discard until EOF, then close (never sends).
+  replay    read until EOF, then send back everything it read and close
+            (a target that answers only once the request is complete, as
+            `nc -q` does).
+  source    send `payload`, shut down the write side, then read until EOF
+            (recording what arrived), then close.
 """
 import hashlib
 import os
@@ -28,10 +33,12 @@ class ConnRecord:
 
 class Backend:
     def __init__(self, mode="echo", host="127.0.0.1", port=0, unix_path=None, backlog=1024,
-                 record_data=False):
-        assert mode in ("echo", "halfclose", "greet", "hold"), mode
+                 record_data=False, payload=b""):
+        assert mode in ("echo", "halfclose", "greet", "hold", "replay", "source"), mode
         self.mode = mode
-        self.record_data = record_data or mode in ("greet", "hold", "halfclose")
+        self.payload = payload
+        self.record_data = record_data or mode in ("greet", "hold", "halfclose", "replay",
+                                                   "source")
         if unix_path:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.bind(unix_path)
@@ -141,13 +148,16 @@ class Backend:
     def _serve(self, c, rec):
         c.settimeout(60)
         try:
-            if self.mode == "greet":
-                c.sendall(GREETING)
+            if self.mode in ("greet", "source"):
+                c.sendall(GREETING if self.mode == "greet" else self.payload)
                 c.shutdown(socket.SHUT_WR)
             self._read_until_eof(c, rec)
             if self.mode == "halfclose":
                 data = bytes(rec.received)
                 c.sendall(b"got %d %s\n" % (len(data), hashlib.sha256(data).hexdigest().encode()))
+            elif self.mode == "replay":
+                c.sendall(rec.received)
+                c.shutdown(socket.SHUT_WR)
         except Exception as e:  # recorded for the test to inspect
             rec.error = e
         finally:

@@ -308,6 +308,78 @@ class MemTLS:
                 raise ssl.SSLEOFError("TCP EOF without close_notify after %d bytes" % len(got))
         return bytes(got)
 
+    def exchange(self, data, end, timeout=60.0, limit=1 << 28):
+        """Sends all of `data` while receiving, then ends its sending side the
+        way `end` says: "close_notify" (a TLS close_notify, then a TCP FIN),
+        "fin" (a TCP FIN alone: the TLS stream is truncated on purpose), or
+        "none" (nothing). Keeps receiving until the peer's close_notify or a
+        TCP EOF; returns (received bytes, True if the end was a close_notify).
+        """
+        assert end in ("close_notify", "fin", "none"), end
+        deadline = time.monotonic() + timeout
+        view = memoryview(data)
+        got = bytearray()
+        ended = end == "none" and not view
+        clean = False
+        while True:
+            if time.monotonic() >= deadline:
+                raise TimeoutError("exchange: sent %d/%d, received %d"
+                                   % (len(data) - len(view), len(data), len(got)))
+            while view and len(self.pending) < 262144:
+                n = self.obj.write(view[:16384])
+                view = view[n:]
+                self._collect()
+            if not view and not self.pending and not ended:
+                if end == "close_notify":
+                    try:
+                        self.obj.unwrap()
+                    except ssl.SSLWantReadError:
+                        pass
+                    self._flush(deadline)
+                if end != "none":
+                    self.sock.shutdown(socket.SHUT_WR)
+                ended = True
+            if self.tcp_eof:
+                return bytes(got), clean
+            want_w = [self.sock] if self.pending else []
+            r, w, _x = select.select([self.sock], want_w, [],
+                                     min(0.5, max(0.0, deadline - time.monotonic())))
+            if w:
+                try:
+                    n = self.sock.send(self.pending)
+                    del self.pending[:n]
+                except BlockingIOError:
+                    pass
+            if r:
+                try:
+                    d = self.sock.recv(262144)
+                except ConnectionResetError:
+                    d = b""
+                if d:
+                    self.inc.write(d)
+                else:
+                    self.tcp_eof = True
+                    self.inc.write_eof()
+                while not clean:
+                    try:
+                        chunk = self.obj.read(262144)
+                    except ssl.SSLWantReadError:
+                        break
+                    except ssl.SSLZeroReturnError:
+                        clean = True
+                        break
+                    except ssl.SSLEOFError:
+                        break
+                    if not chunk:
+                        clean = True
+                        break
+                    got += chunk
+                    if len(got) > limit:
+                        raise AssertionError("exchange: more than %d bytes received" % limit)
+                self._collect()
+            if clean and ended and not view and not self.pending:
+                return bytes(got), True
+
     def version(self):
         return self.obj.version()
 
