@@ -258,6 +258,9 @@ static const Option options[] = {
           N_("ACME directory URL of the CA."), ACME_DEFAULT_CA },
         { "auto-acme-testca", OPTION_PATH, 0, CFG(auto_acme_testca), NULL, "URL",
           N_("ACME directory URL of a test CA; when set, --auto-acme-ca is ignored."), NULL },
+        { "auto-acme-renew-check-interval", OPTION_DURATION, OPTION_NONZERO,
+          CFG(auto_acme_renew_check_interval), NULL, "DURATION",
+          N_("How often the ACME certificate is checked for renewal, from 1s to 24h."), "10m" },
         { "allow-all", OPTION_BOOL, OPTION_RELOADABLE, CFG(allow_all), NULL, NULL,
           N_("Allow every client with a valid certificate."), NULL },
         { "allow-cn", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
@@ -520,6 +523,85 @@ void config_done(Config *c) {
         *c = (Config) {};
 }
 
+/* Ghostunnel flags that tlsgate cannot have, each with why and what to use
+ * instead: refused by name, so that a migrated command line fails with
+ * advice rather than as an unknown flag. Flags of Ghostunnel's client mode
+ * are not here: there is no client mode. */
+static const struct {
+        const char *name;
+        const char *reason;
+} refused_flags[] = {
+        { "enable-pprof",
+          N_("it serves the Go runtime's profiler and tlsgate is not a Go program; profile "
+             "the running process with perf(1) instead") },
+        { "allow-policy",
+          N_("tlsgate has no Open Policy Agent (Rego) engine; express the rule with "
+             "--allow-cn, --allow-ou, --allow-dns, --allow-ip or --allow-uri") },
+        { "allow-query",
+          N_("tlsgate has no Open Policy Agent (Rego) engine; express the rule with "
+             "--allow-cn, --allow-ou, --allow-dns, --allow-ip or --allow-uri") },
+        { "use-workload-api",
+          N_("tlsgate has no SPIFFE Workload API client; have spiffe-helper write the "
+             "SVID and bundle to files and use --cert, --key and --cacert with "
+             "--timed-reload") },
+        { "use-workload-api-addr",
+          N_("tlsgate has no SPIFFE Workload API client; have spiffe-helper write the "
+             "SVID and bundle to files and use --cert, --key and --cacert with "
+             "--timed-reload") },
+        { "use-workload-api-timeout",
+          N_("tlsgate has no SPIFFE Workload API client; have spiffe-helper write the "
+             "SVID and bundle to files and use --cert, --key and --cacert with "
+             "--timed-reload") },
+        { "keychain-identity",
+          N_("the macOS keychain and the Windows certificate store do not exist on Linux; "
+             "use --keystore, --cert/--key, or a key on a token with --pkcs11-module") },
+        { "keychain-issuer",
+          N_("the macOS keychain and the Windows certificate store do not exist on Linux; "
+             "use --keystore, --cert/--key, or a key on a token with --pkcs11-module") },
+        { "keychain-require-token",
+          N_("the macOS keychain and the Windows certificate store do not exist on Linux; "
+             "use --keystore, --cert/--key, or a key on a token with --pkcs11-module") },
+        { "allow-unsafe-cipher-suites",
+          N_("tlsgate offers only AEAD cipher suites and has no unsafe ones to enable; "
+             "choose among them with --cipher-suites") },
+        { "use-landlock",
+          N_("tlsgate does not sandbox itself; the systemd unit's sandboxing "
+             "(ProtectSystem=, RestrictAddressFamilies=, ...) confines it instead") },
+        { "disable-landlock",
+          N_("tlsgate does not sandbox itself; the systemd unit's sandboxing "
+             "(ProtectSystem=, RestrictAddressFamilies=, ...) confines it instead") },
+        { "syslog",
+          N_("tlsgate logs to the journal under systemd and to stderr otherwise; have "
+             "journald forward to syslog (ForwardToSyslog=) instead") },
+        { "skip-resolve",
+          N_("tlsgate resolves --target once at start; give an IP address or a UNIX "
+             "socket, or order the unit After=network-online.target") },
+        { "auto-acme-alt-tls-alpn-port",
+          N_("tlsgate answers the TLS-ALPN-01 challenge on its --listen socket and never "
+             "binds a port of its own for it; drop the flag") },
+        { "help-custom-man",
+          N_("tlsgate's manual is installed as a man page; read man tlsgate") },
+};
+
+/* The reason a flag name (without dashes) is refused, untranslated; NULL
+ * when it is not one of Ghostunnel's refused flags. */
+static const char *refused_flag_reason(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(refused_flags); i++)
+                if (streq(refused_flags[i].name, name))
+                        return refused_flags[i].reason;
+        return NULL;
+}
+
+static int unknown_flag_error(char **ret_error, const char *name) {
+        const char *reason = refused_flag_reason(name);
+
+        if (reason)
+                return error_set(ret_error, -ENOENT, _("--%s: not supported: %s"), name,
+                                 _(reason));
+        return error_set(ret_error, -ENOENT, _("unknown flag --%s (see tlsgate server --help)"),
+                         name);
+}
+
 int config_set_option(Config *c, const char *name, const char *value, char **ret_error) {
         const Option *o;
         bool negated;
@@ -528,6 +610,8 @@ int config_set_option(Config *c, const char *name, const char *value, char **ret
         assert(name);
 
         o = option_find(name, &negated);
+        if (!o && refused_flag_reason(name))
+                return unknown_flag_error(ret_error, name);
         if (!o)
                 return error_set(ret_error, -ENOENT, _("unknown flag --%s"), name);
         if (o->flags & OPTION_CMDLINE_ONLY)
@@ -594,8 +678,7 @@ static int argv_collect(int argc, char *argv[], ArgList *l, bool *ret_help, char
 
                 o = option_find(name, &negated);
                 if (!o)
-                        return error_set(ret_error, -ENOENT,
-                                      _("unknown flag --%s (see tlsgate server --help)"), name);
+                        return unknown_flag_error(ret_error, name);
                 if (o->kind == OPTION_HELP) {
                         *ret_help = true;
                         return 0;
@@ -812,6 +895,10 @@ static int parse_line(Config *c, const char *path, unsigned line, char *s, bool 
         }
 
         o = option_find(name, &negated);
+        if (!o && refused_flag_reason(name)) {
+                (void) unknown_flag_error(&message, name);
+                return line_error(ret_error, -ENOENT, path, line, name, message);
+        }
         if (!o) {
                 const char *bare = startswith(name, "--");
 
@@ -1257,6 +1344,14 @@ static int validate_acme(const Config *c, char **ret_error) {
                 return error_set(ret_error, -EINVAL,
                               _("--auto-acme-testca: \"%s\" is not an http(s) URL"),
                               c->auto_acme_testca);
+        if (c->auto_acme_renew_check_interval < RENEW_CHECK_INTERVAL_MIN ||
+            c->auto_acme_renew_check_interval > RENEW_CHECK_INTERVAL_MAX) {
+                char buf[64];
+
+                return error_set(ret_error, -EINVAL,
+                              _("--auto-acme-renew-check-interval: %s is out of range (from 1s to 24h)"),
+                              format_duration(buf, sizeof buf, c->auto_acme_renew_check_interval));
+        }
         return 0;
 }
 

@@ -31,6 +31,11 @@ typedef enum CipherFamily {
 
 #define CIPHER_FAMILIES_MAX 2
 
+/* --auto-acme-renew-check-interval: below a second the timer would spin,
+ * above a day a short-lived certificate could expire between checks. */
+#define RENEW_CHECK_INTERVAL_MIN USEC_PER_SEC
+#define RENEW_CHECK_INTERVAL_MAX (24 * USEC_PER_HOUR)
+
 /* --threads N: 1..CONFIG_THREADS_MAX. */
 #define CONFIG_THREADS_MAX 64U
 
@@ -61,6 +66,7 @@ typedef struct Config {
         bool auto_acme_agree_to_tos;
         char *auto_acme_ca;    /* directory URL; default Let's Encrypt production */
         char *auto_acme_testca; /* when set, used instead of auto_acme_ca */
+        usec_t auto_acme_renew_check_interval; /* default 10m, RENEW_CHECK_INTERVAL_MIN..MAX */
 
         /* Authorization. */
         bool allow_all;

@@ -273,8 +273,13 @@ static void write_header(Writer *w, const ProxyInfo *info, const Layout *l) {
 
         put_u8(w, PP2_TYPE_SSL);
         put_be16(w, (uint16_t) l->ssl_value);
-        put_u8(w, PP2_CLIENT_SSL | (info->cert_conn ? PP2_CLIENT_CERT_CONN : 0) |
-                          (info->cert_sess ? PP2_CLIENT_CERT_SESS : 0));
+        /* The certificate flags belong with the certificate: tls-full only,
+         * as in Ghostunnel; tls says only that the client used TLS. */
+        if (info->mode == PROXY_MODE_TLS_FULL)
+                put_u8(w, PP2_CLIENT_SSL | (info->cert_conn ? PP2_CLIENT_CERT_CONN : 0) |
+                                  (info->cert_sess ? PP2_CLIENT_CERT_SESS : 0));
+        else
+                put_u8(w, PP2_CLIENT_SSL);
         /* verify: 0 means the client certificate was verified. tlsgate never
          * gets this far with one that was not (or with none, when it asked). */
         put_be32(w, 0);

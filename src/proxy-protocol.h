@@ -81,9 +81,9 @@ typedef struct ProxyInfo {
         size_t alpn_len;
         const char *authority;          /* the SNI; NULL or "": none */
         const char *tls_version;        /* "TLS 1.3"; NULL: no version sub-TLV */
-        bool cert_conn, cert_sess;      /* PP2_CLIENT_CERT_CONN/_SESS */
 
         /* PROXY_MODE_TLS_FULL only. */
+        bool cert_conn, cert_sess;      /* PP2_CLIENT_CERT_CONN/_SESS */
         const char *cn;                 /* NULL or "": no CN sub-TLV */
         const uint8_t *cert;            /* DER leaf; NULL: none */
         size_t cert_len;

@@ -131,7 +131,8 @@ static void test_tcp4_conn(void) {
 }
 
 /* TCP6, mode tls: [2001:db8::1]:40000 -> [::1]:8443, ALPN h2, SNI
- * a.example, TLS 1.3, a client certificate (flags only in this mode). */
+ * a.example, TLS 1.3, a client certificate: neither its sub-TLVs nor its
+ * client flags in this mode, only CLIENT_SSL (as Ghostunnel). */
 static void test_tcp6_tls(void) {
         static const uint8_t want[] = {
                 SIG, 0x21, 0x21, 0x00, 0x47,            /* PROXY, TCP6, 71 bytes */
@@ -142,7 +143,7 @@ static void test_tcp6_tls(void) {
                 0x01, 0x00, 0x02, 'h', '2',             /* ALPN */
                 0x02, 0x00, 0x09, 'a', '.', 'e', 'x', 'a', 'm', 'p', 'l', 'e', /* AUTHORITY */
                 0x20, 0x00, 0x0F,                       /* SSL, 15 bytes */
-                0x07,                                   /* CLIENT_SSL | CERT_CONN | CERT_SESS */
+                0x01,                                   /* CLIENT_SSL alone */
                 0x00, 0x00, 0x00, 0x00,                 /* verify: ok */
                 0x21, 0x00, 0x07, 'T', 'L', 'S', ' ', '1', '.', '3', /* VERSION */
         };
@@ -174,7 +175,7 @@ static void test_tcp6_tls(void) {
         CHECK(h.alpn_len == 2 && memcmp(h.alpn, "h2", 2) == 0);
         CHECK(h.authority_len == 9 && memcmp(h.authority, "a.example", 9) == 0);
         CHECK(h.has_ssl);
-        CHECK_INT_EQ(h.ssl_client, 0x07);
+        CHECK_INT_EQ(h.ssl_client, PP2_CLIENT_SSL);
         CHECK_INT_EQ(h.ssl_verify, 0);
         CHECK(h.ssl_version_len == 7 && memcmp(h.ssl_version, "TLS 1.3", 7) == 0);
         CHECK(h.ssl_cn == NULL && h.ssl_cert == NULL);

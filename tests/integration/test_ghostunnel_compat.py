@@ -1,0 +1,126 @@
+"""Ghostunnel's smaller flags and behaviours: the flags tlsgate refuses with a
+reason, --auto-acme-renew-check-interval, --quiet=all and the PROXY protocol
+header of --proxy-protocol-mode=tls."""
+import os
+import re
+import time
+
+import pytest
+
+import tg_daemon
+from tg_pebble import DOMAIN, client_ctx, echo
+from tg_pebble import acme_factory, pebble, pebble_factory  # noqa: F401,F811 (fixtures)
+
+C_LOCALE = {"LANG": "C", "LC_ALL": "C", "LANGUAGE": ""}
+
+# Each Ghostunnel flag tlsgate cannot have, with a word of the advice its
+# message must give (what to use instead).
+REFUSED = [
+    ("enable-pprof", [], "perf"),
+    ("allow-policy", ["bundle.tar.gz"], "--allow-cn"),
+    ("allow-query", ["data.policy.allow"], "--allow-cn"),
+    ("use-workload-api", [], "spiffe-helper"),
+    ("use-workload-api-addr", ["unix:/run/spire/agent.sock"], "spiffe-helper"),
+    ("use-workload-api-timeout", ["10m"], "spiffe-helper"),
+    ("keychain-identity", ["server"], "--pkcs11-module"),
+    ("keychain-issuer", ["CA"], "--pkcs11-module"),
+    ("keychain-require-token", [], "--pkcs11-module"),
+    ("allow-unsafe-cipher-suites", [], "--cipher-suites"),
+    ("use-landlock", [], "systemd"),
+    ("disable-landlock", [], "systemd"),
+    ("syslog", [], "ForwardToSyslog="),
+    ("skip-resolve", [], "After=network-online.target"),
+    ("auto-acme-alt-tls-alpn-port", ["8443"], "--listen"),
+    ("help-custom-man", [], "man tlsgate"),
+]
+
+
+def _good_args(pki):
+    return ["--listen", "127.0.0.1:%d" % tg_daemon.free_port(), "--target", "127.0.0.1:9",
+            "--cacert", pki.ca.cert_path, "--cert", pki.server.cert_path,
+            "--key", pki.server.key_path, "--allow-all"]
+
+
+@pytest.mark.parametrize("flag,value,advice", REFUSED, ids=[r[0] for r in REFUSED])
+def test_refused_flag_on_command_line(tlsgate_bin, pki, flag, value, advice):
+    """Exit status 2 with one line that names the flag, says it is not
+    supported, why, and what to use instead: not "unknown flag"."""
+    argv = [tlsgate_bin, "server"] + _good_args(pki) + ["--" + flag] + value
+    rc, _out, err = tg_daemon.run_once(argv, env=C_LOCALE)
+    assert rc == 2, "exit %s for --%s: %r" % (rc, flag, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("tlsgate: --%s: not supported: " % flag), err
+    assert "unknown" not in err, err
+    assert advice in err, "no advice %r in %r" % (advice, err)
+
+
+@pytest.mark.parametrize("flag", ["enable-pprof", "use-workload-api", "keychain-identity"])
+def test_refused_flag_in_config_file(tlsgate_bin, pki, tmp_path, flag):
+    conf = tmp_path / "tlsgate.conf"
+    conf.write_text("allow-all\n%s = x\n" % flag)
+    argv = [tlsgate_bin, "server", "--config", str(conf)] + _good_args(pki)[:-1]
+    rc, _out, err = tg_daemon.run_once(argv, env=C_LOCALE)
+    assert rc == 2, err
+    assert "%s:2: %s: not supported: " % (conf, flag) in err, err
+
+
+def test_unknown_flag_is_still_unknown(tlsgate_bin, pki):
+    rc, _out, err = tg_daemon.run_once([tlsgate_bin, "server"] + _good_args(pki)
+                                       + ["--enable-pprofx"], env=C_LOCALE)
+    assert rc == 2 and "unknown flag --enable-pprofx" in err, err
+
+
+# ---------------------------------------------------------------------------
+# --auto-acme-renew-check-interval
+
+BAD_INTERVALS = [("0", "must not be zero"), ("500ms", "out of range"),
+                 ("25h", "out of range"), ("often", "invalid duration"),
+                 ("-1s", "must not be negative")]
+
+
+@pytest.mark.parametrize("value,why", BAD_INTERVALS, ids=[b[0] for b in BAD_INTERVALS])
+def test_renew_check_interval_bad_values(tlsgate_bin, pki, tmp_path, value, why):
+    argv = [tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % tg_daemon.free_port(),
+            "--target", "127.0.0.1:9", "--cacert", pki.ca.cert_path,
+            "--auto-acme-cert", DOMAIN, "--auto-acme-email", "admin@example.org",
+            "--auto-acme-agree-to-tos", "--auto-acme-ca", "https://127.0.0.1:1/dir",
+            "--allow-all", "--auto-acme-renew-check-interval=" + value]
+    rc, _out, err = tg_daemon.run_once(argv, env=dict(C_LOCALE, XDG_DATA_HOME=str(tmp_path)))
+    assert rc == 2, err
+    assert "--auto-acme-renew-check-interval" in err and why in err, err
+
+
+CHECK_LINE = re.compile(r"certificate for %s: renewal due in \d+ s \(checked again in (\d+) s\)"
+                        % re.escape(DOMAIN))
+
+
+def _check_lines(gate):
+    return [m for m in (CHECK_LINE.search(line) for line in gate.log_lines()) if m]
+
+
+@pytest.mark.slow
+def test_renew_check_interval_sets_the_check_period(pebble, acme_factory, backend, pki):
+    """With a certificate years from renewal, the renewer checks it every
+    --auto-acme-renew-check-interval (1 s here), not every 10 minutes."""
+    gate = acme_factory.start(pebble, backend, timeout=15,
+                              extra=["--auto-acme-renew-check-interval", "1s"],
+                              env={"TLSGATE_LOG_LEVEL": "debug"})
+    assert echo(gate.addr, client_ctx(pebble, pki.client)).ok
+    first = len(_check_lines(gate))
+    assert first >= 1, gate.log()
+    window = 3.5 * tg_daemon.slow_factor()
+    time.sleep(window)
+    lines = _check_lines(gate)
+    assert all(m.group(1) == "1" for m in lines), [m.group(0) for m in lines]
+    checks = len(lines) - first
+    # One check a second: about window of them (a slow host may lose one).
+    assert 2 <= checks <= window + 2, "%d checks in %.1fs:\n%s" % (checks, window, gate.log())
+
+
+@pytest.mark.slow
+def test_renew_check_interval_default_is_ten_minutes(pebble, acme_factory, backend, pki):
+    gate = acme_factory.start(pebble, backend, timeout=15, env={"TLSGATE_LOG_LEVEL": "debug"})
+    tg_daemon.wait_until(lambda: _check_lines(gate), 5 * tg_daemon.slow_factor())
+    lines = _check_lines(gate)
+    assert lines and all(m.group(1) == "600" for m in lines), gate.log()
