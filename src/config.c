@@ -154,7 +154,9 @@ static int set_cipher_suites(Config *c, const char *flag, const char *value, cha
 }
 
 /* Repeatable, ORed together. "" is accepted and does nothing, as kingpin's
- * enum for Ghostunnel's --quiet lists it. */
+ * enum for Ghostunnel's --quiet lists it. "all" is more than the three
+ * others together: it silences every log message, not only those about
+ * connections. */
 static int set_quiet(Config *c, const char *flag, const char *value, char **ret_error) {
         if (streq(value, "all"))
                 c->quiet |= QUIET_ALL;

@@ -16,7 +16,8 @@ typedef enum QuietFlags {
         QUIET_CONNS = 1 << 0,          /* "opening pipe"/"closed pipe" */
         QUIET_CONN_ERRS = 1 << 1,      /* dial errors, errors while piping */
         QUIET_HANDSHAKE_ERRS = 1 << 2, /* TLS handshake errors and denials */
-        QUIET_ALL = QUIET_CONNS | QUIET_CONN_ERRS | QUIET_HANDSHAKE_ERRS,
+        QUIET_EVERYTHING = 1 << 3,     /* "all": start-up, reload, shutdown too */
+        QUIET_ALL = QUIET_CONNS | QUIET_CONN_ERRS | QUIET_HANDSHAKE_ERRS | QUIET_EVERYTHING,
 } QuietFlags;
 
 typedef enum TlsVersion {

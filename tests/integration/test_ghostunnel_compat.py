@@ -3,11 +3,13 @@ reason, --auto-acme-renew-check-interval, --quiet=all and the PROXY protocol
 header of --proxy-protocol-mode=tls."""
 import os
 import re
+import signal
 import time
 
 import pytest
 
 import tg_daemon
+from tg_clients import try_echo
 from tg_pebble import DOMAIN, client_ctx, echo
 from tg_pebble import acme_factory, pebble, pebble_factory  # noqa: F401,F811 (fixtures)
 
@@ -124,3 +126,55 @@ def test_renew_check_interval_default_is_ten_minutes(pebble, acme_factory, backe
     tg_daemon.wait_until(lambda: _check_lines(gate), 5 * tg_daemon.slow_factor())
     lines = _check_lines(gate)
     assert lines and all(m.group(1) == "600" for m in lines), gate.log()
+
+
+# ---------------------------------------------------------------------------
+# --quiet=all
+
+def _exercise(proxy, ctx_for, pki):
+    """Start-up is behind us; an allowed and a refused client, a reload, a
+    drain: each of these logs a line unless everything is silenced."""
+    o = try_echo(proxy.addr, ctx_for(pki.client))
+    assert o.echoed, o
+    assert not try_echo(proxy.addr, ctx_for(None)).echoed
+    n = len(proxy.notify.messages)
+    proxy.send_signal(signal.SIGHUP)
+    i = proxy.notify.wait_for("RELOADING", "1", timeout=5 * tg_daemon.slow_factor(), start=n)
+    assert i, proxy.notify.messages[n:]
+    assert proxy.notify.wait_for("READY", "1", timeout=5 * tg_daemon.slow_factor(),
+                                 start=i[0] + 1)
+    assert proxy.stop(timeout=10 * tg_daemon.slow_factor()) == 0
+
+
+def test_quiet_all_logs_nothing_at_all(start_proxy, backend, ctx_for, pki):
+    """Ghostunnel's --quiet=all discards every log message: no start-up,
+    reload or shutdown line either, not only the per-connection ones."""
+    proxy = start_proxy(backend, extra=["--quiet=all"])
+    _exercise(proxy, ctx_for, pki)
+    assert proxy.log() == "", "logged with --quiet=all:\n" + proxy.log()
+
+
+def test_the_other_quiet_values_keep_the_daemon_lines(start_proxy, backend, ctx_for, pki):
+    """The three others together silence connections only (the control for
+    the test above: the same run logs start-up, reload and shutdown)."""
+    proxy = start_proxy(backend, extra=["--quiet=conns", "--quiet=conn-errs",
+                                        "--quiet=handshake-errs"])
+    _exercise(proxy, ctx_for, pki)
+    log = proxy.log()
+    assert proxy.find_log("listening"), log
+    assert proxy.find_log("reload"), log
+    assert not proxy.find_log("opening pipe") and not proxy.find_log("error on TLS handshake"), log
+
+
+def test_quiet_all_still_prints_the_error_it_exits_with(tlsgate_bin, pki, tmp_path):
+    """As Ghostunnel prints the error run() returns: a start that fails says
+    why once, on stderr, and exits 1."""
+    missing = str(tmp_path / "missing.pem")
+    argv = [tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % tg_daemon.free_port(),
+            "--target", "127.0.0.1:9", "--cacert", pki.ca.cert_path, "--cert", missing,
+            "--key", pki.server.key_path, "--allow-all", "--quiet=all"]
+    rc, out, err = tg_daemon.run_once(argv, env=C_LOCALE)
+    assert rc == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and missing in lines[0], err
+    assert out == "", out

@@ -371,6 +371,14 @@ static void test_special_values(void) {
         CHECK(!(c.quiet & QUIET_HANDSHAKE_ERRS));
         config_done(&c);
 
+        /* The three others together are not "all": they leave start-up,
+         * reload and shutdown messages alone. */
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--quiet=conn-errs", "--quiet=conns",
+                                                     "--quiet=handshake-errs")), 0);
+        CHECK(!(c.quiet & QUIET_EVERYTHING));
+        config_done(&c);
+
         /* A failed value leaves the previous one in place. */
         config_init(&c);
         CHECK_INT_EQ(config_set_option(&c, "cipher-suites", "CHACHA,RC4", &err), -EINVAL);
