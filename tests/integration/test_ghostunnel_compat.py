@@ -9,7 +9,7 @@ import time
 import pytest
 
 import tg_daemon
-from tg_clients import try_echo
+from tg_clients import tcp_connect, try_echo
 from tg_pebble import DOMAIN, client_ctx, echo
 from tg_pebble import acme_factory, pebble, pebble_factory  # noqa: F401,F811 (fixtures)
 
@@ -178,3 +178,33 @@ def test_quiet_all_still_prints_the_error_it_exits_with(tlsgate_bin, pki, tmp_pa
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and missing in lines[0], err
     assert out == "", out
+
+
+# ---------------------------------------------------------------------------
+# Errors in the log lines spelled as Go spells them: lower case, English.
+
+def test_dial_error_spelled_as_go(start_proxy, ctx_for, pki):
+    port = tg_daemon.free_port()   # nothing listens there
+    proxy = start_proxy("127.0.0.1:%d" % port)
+    o = try_echo(proxy.addr, ctx_for(pki.client))
+    assert not o.echoed
+    line = proxy.wait_log("error on dial to 127.0.0.1:%d" % port)
+    assert line.endswith(": connect: connection refused"), line
+
+
+def test_accept_error_spelled_as_go(start_proxy, backend):
+    """EMFILE while accepting: "accept4: too many open files", as Go's
+    accept error ends, not the C library's capitalised text."""
+    nofile = 24 + tg_daemon.reserved_fds()
+    proxy = start_proxy(backend, prefix=["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--"],
+                        extra=["--connect-timeout", "30s"], env=C_LOCALE)
+    idle = []
+    try:
+        for _ in range(40):
+            idle.append(tcp_connect(proxy.addr))
+        line = proxy.wait_log("cannot accept connections", timeout=5)
+    finally:
+        for s in idle:
+            s.close()
+    assert "cannot accept connections: accept4: too many open files; pausing for 250 ms" \
+        in line, line
