@@ -76,7 +76,22 @@ static int set_address(Address *a, bool *is_set, bool allow_systemd, const char 
         return 0;
 }
 
+/* Ghostunnel's launchd:NAME: macOS's socket activation. */
+static int refuse_launchd(const char *flag, const char *value, char **ret_error) {
+        if (!startswith(value, "launchd:"))
+                return 0;
+        return error_set(ret_error, -EINVAL,
+                         _("--%s: \"%s\": launchd is macOS's socket activation; use "
+                           "systemd:NAME with a socket unit"),
+                         flag, value);
+}
+
 static int set_listen(Config *c, const char *flag, const char *value, char **ret_error) {
+        int r;
+
+        r = refuse_launchd(flag, value, ret_error);
+        if (r < 0)
+                return r;
         return set_address(&c->listen, &c->listen_set, true, flag, value, ret_error);
 }
 
@@ -177,15 +192,24 @@ static void reset_quiet(Config *c) {
         c->quiet = 0;
 }
 
-/* --status: HOST:PORT is served over HTTPS with the server certificate;
- * http://HOST:PORT, unix:PATH and systemd:NAME over plain HTTP. */
+/* --status: HOST:PORT (or https://HOST:PORT, as Ghostunnel also writes it)
+ * is served over HTTPS with the server certificate; http://HOST:PORT,
+ * unix:PATH and systemd:NAME over plain HTTP. */
 static int set_status(Config *c, const char *flag, const char *value, char **ret_error) {
-        const char *rest = startswith(value, "http://");
+        const char *rest = startswith(value, "http://"), *tls = startswith(value, "https://");
         int r;
 
-        r = set_address(&c->status, &c->status_set, true, flag, rest ? rest : value, ret_error);
+        r = refuse_launchd(flag, tls ?: value, ret_error);
         if (r < 0)
                 return r;
+        r = set_address(&c->status, &c->status_set, true, flag, rest ?: tls ?: value, ret_error);
+        if (r < 0)
+                return r;
+        if (tls && c->status.kind != ADDRESS_TCP)
+                return error_set(ret_error, -EINVAL,
+                                 _("--%s: \"%s\": https:// needs HOST:PORT (a socket is served "
+                                   "over plain HTTP)"),
+                                 flag, value);
         c->status_http = rest || c->status.kind != ADDRESS_TCP;
         return 0;
 }

@@ -1,6 +1,7 @@
 """Ghostunnel's smaller flags and behaviours: the flags tlsgate refuses with a
 reason, --auto-acme-renew-check-interval, --quiet=all and the PROXY protocol
 header of --proxy-protocol-mode=tls."""
+import json
 import os
 import re
 import signal
@@ -9,7 +10,7 @@ import time
 import pytest
 
 import tg_daemon
-from tg_clients import tcp_connect, try_echo
+from tg_clients import client_context, tcp_connect, try_echo
 from tg_pebble import DOMAIN, client_ctx, echo
 from tg_pebble import acme_factory, pebble, pebble_factory  # noqa: F401,F811 (fixtures)
 
@@ -208,3 +209,45 @@ def test_accept_error_spelled_as_go(start_proxy, backend):
             s.close()
     assert "cannot accept connections: accept4: too many open files; pausing for 250 ms" \
         in line, line
+
+
+# ---------------------------------------------------------------------------
+# Address forms Ghostunnel accepts.
+
+def test_status_https_scheme(start_proxy, backend, pki):
+    """--status https://HOST:PORT (Ghostunnel's [http(s)://]HOST:PORT) is
+    the HTTPS status port, as HOST:PORT alone."""
+    port = tg_daemon.free_port()
+    start_proxy(backend, extra=["--status", "https://127.0.0.1:%d" % port])
+    s = client_context(pki.ca.cert_path, None).wrap_socket(
+        tcp_connect(("127.0.0.1", port)), server_hostname="localhost")
+    try:
+        s.sendall(b"GET /_status HTTP/1.1\r\nHost: status\r\n\r\n")
+        s.settimeout(5 * tg_daemon.slow_factor())
+        data = b""
+        for _ in range(100):
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data[:200]
+    assert json.loads(body)["ok"] is True
+
+
+@pytest.mark.parametrize("flag,value,why", [
+    ("--status", "https://unix:/tmp/x.sock", "https:// needs HOST:PORT"),
+    ("--listen", "launchd:https", "launchd is macOS's socket activation; use systemd:NAME"),
+    ("--status", "launchd:status", "launchd is macOS's socket activation; use systemd:NAME"),
+])
+def test_address_forms_refused_with_reason(tlsgate_bin, pki, flag, value, why):
+    args = _good_args(pki)
+    if flag == "--listen":
+        args[1] = value
+    else:
+        args += [flag, value]
+    rc, _out, err = tg_daemon.run_once([tlsgate_bin, "server"] + args, env=C_LOCALE)
+    assert rc == 2, err
+    assert err.startswith("tlsgate: %s: \"%s\": " % (flag, value)) and why in err, err

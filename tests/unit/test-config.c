@@ -1340,7 +1340,19 @@ static void test_status_flags(void) {
         config_done(&c);
         CHECK(err == NULL);
 
-        PARSE_ERROR("--status: invalid address", "--status=https://localhost:1");
+        /* https://HOST:PORT, as Ghostunnel accepts it: HTTPS, as without a scheme. */
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--status=https://localhost:1")), 0);
+        CHECK(c.status_set && c.status.kind == ADDRESS_TCP && !c.status_http);
+        CHECK_STR_EQ(c.status.host, "localhost");
+        config_done(&c);
+        PARSE_ERROR("--status: \"https://unix:/s\": https:// needs HOST:PORT",
+                    "--status=https://unix:/s");
+        PARSE_ERROR("--status: invalid address", "--status=https://localhost");
+        PARSE_ERROR("--status: \"launchd:x\": launchd is macOS's socket activation",
+                    "--status=launchd:x");
+        PARSE_ERROR("--listen: \"launchd:x\": launchd is macOS's socket activation",
+                    "--listen=launchd:x");
         PARSE_ERROR("--status: invalid address", "--status=localhost");
         PARSE_ERROR("--metrics-prefix: value must not be empty", "--metrics-prefix=");
 
