@@ -251,3 +251,65 @@ def test_address_forms_refused_with_reason(tlsgate_bin, pki, flag, value, why):
     rc, _out, err = tg_daemon.run_once([tlsgate_bin, "server"] + args, env=C_LOCALE)
     assert rc == 2, err
     assert err.startswith("tlsgate: %s: \"%s\": " % (flag, value)) and why in err, err
+
+
+# ---------------------------------------------------------------------------
+# /_status: Ghostunnel's fields with Go's JSON types.
+
+def _status(port):
+    s = tcp_connect(("127.0.0.1", port))
+    try:
+        s.sendall(b"GET /_status HTTP/1.1\r\nHost: status\r\n\r\n")
+        s.settimeout(5 * tg_daemon.slow_factor())
+        data = b""
+        for _ in range(100):
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+GO_TYPES = {"ok": bool, "status": str, "listen_address": str, "forward_address": str,
+            "backend_ok": bool, "backend_status": str, "backend_error": str, "time": str,
+            "last_reload": str, "hostname": str, "message": str, "revision": str,
+            "compiler": str}
+
+
+def test_status_last_reload_and_stopping(start_proxy, backend):
+    """No field is ever null (Go's time.Time is not): last_reload is left
+    out until the first reload, then a time; after SIGTERM the message is
+    "stopping", with 503."""
+    port = tg_daemon.free_port()
+    proxy = start_proxy(backend, extra=["--status", "http://127.0.0.1:%d" % port,
+                                        "--shutdown-timeout", "10s"])
+    code, st = _status(port)
+    assert code == 200 and "last_reload" not in st, st
+    for k, v in st.items():
+        if k != "tlsgate":
+            assert isinstance(v, GO_TYPES[k]), (k, v)
+
+    n = len(proxy.notify.messages)
+    proxy.send_signal(signal.SIGHUP)
+    i = proxy.notify.wait_for("RELOADING", "1", timeout=5 * tg_daemon.slow_factor(), start=n)
+    assert i and proxy.notify.wait_for("READY", "1", timeout=5 * tg_daemon.slow_factor(),
+                                       start=i[0] + 1)
+    code, st = _status(port)
+    assert code == 200 and isinstance(st["last_reload"], str), st
+    keys = list(st)
+    assert keys.index("last_reload") == keys.index("time") + 1, keys
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$",
+                    st["last_reload"]), st["last_reload"]
+
+    # A client keeps the drain going while we look.
+    c = tcp_connect(proxy.addr)
+    try:
+        proxy.send_signal(signal.SIGTERM)
+        assert proxy.notify.wait_for("STOPPING", "1", timeout=5 * tg_daemon.slow_factor())
+        code, st = _status(port)
+        assert code == 503 and st["message"] == "stopping" and st["ok"] is False, st
+    finally:
+        c.close()
