@@ -258,7 +258,8 @@ static const Option options[] = {
              "(the same as --proxy-protocol-mode=conn)."), NULL },
         { "proxy-protocol-mode", OPTION_SETTER, 0, 0, set_proxy_protocol_mode, "MODE",
           N_("Send a PROXY protocol v2 header to the target: conn (addresses), tls (and the "
-             "TLS version, SNI and ALPN) or tls-full (and the client certificate and its CN)."),
+             "TLS version and cipher, SNI and ALPN) or tls-full (and the client certificate and "
+             "its CN)."),
           NULL },
         { "keystore", OPTION_PATH, OPTION_RELOADABLE, CFG(keystore), NULL, "PATH",
           N_("Keystore with certificate and key (combined PEM or PKCS#12)."), NULL },

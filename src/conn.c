@@ -400,6 +400,7 @@ static int conn_setup_c2t(Conn *c) {
         if (gnutls_alpn_get_selected_protocol(c->session, &alpn) >= 0)
                 info.alpn = alpn.data, info.alpn_len = alpn.size;
         info.tls_version = tls_version_name(gnutls_protocol_get_version(c->session));
+        info.cipher = gnutls_ciphersuite_get(c->session);
         if (c->creds->request_client_cert)
                 peers = gnutls_certificate_get_peers(c->session, &n_peers);
         if (peers && n_peers > 0) {
