@@ -76,7 +76,22 @@ static int set_address(Address *a, bool *is_set, bool allow_systemd, const char 
         return 0;
 }
 
+/* Ghostunnel's launchd:NAME: macOS's socket activation. */
+static int refuse_launchd(const char *flag, const char *value, char **ret_error) {
+        if (!startswith(value, "launchd:"))
+                return 0;
+        return error_set(ret_error, -EINVAL,
+                         _("--%s: \"%s\": launchd is macOS's socket activation; use "
+                           "systemd:NAME with a socket unit"),
+                         flag, value);
+}
+
 static int set_listen(Config *c, const char *flag, const char *value, char **ret_error) {
+        int r;
+
+        r = refuse_launchd(flag, value, ret_error);
+        if (r < 0)
+                return r;
         return set_address(&c->listen, &c->listen_set, true, flag, value, ret_error);
 }
 
@@ -154,7 +169,9 @@ static int set_cipher_suites(Config *c, const char *flag, const char *value, cha
 }
 
 /* Repeatable, ORed together. "" is accepted and does nothing, as kingpin's
- * enum for Ghostunnel's --quiet lists it. */
+ * enum for Ghostunnel's --quiet lists it. "all" is more than the three
+ * others together: it silences every log message, not only those about
+ * connections. */
 static int set_quiet(Config *c, const char *flag, const char *value, char **ret_error) {
         if (streq(value, "all"))
                 c->quiet |= QUIET_ALL;
@@ -175,15 +192,24 @@ static void reset_quiet(Config *c) {
         c->quiet = 0;
 }
 
-/* --status: HOST:PORT is served over HTTPS with the server certificate;
- * http://HOST:PORT, unix:PATH and systemd:NAME over plain HTTP. */
+/* --status: HOST:PORT (or https://HOST:PORT, as Ghostunnel also writes it)
+ * is served over HTTPS with the server certificate; http://HOST:PORT,
+ * unix:PATH and systemd:NAME over plain HTTP. */
 static int set_status(Config *c, const char *flag, const char *value, char **ret_error) {
-        const char *rest = startswith(value, "http://");
+        const char *rest = startswith(value, "http://"), *tls = startswith(value, "https://");
         int r;
 
-        r = set_address(&c->status, &c->status_set, true, flag, rest ? rest : value, ret_error);
+        r = refuse_launchd(flag, tls ?: value, ret_error);
         if (r < 0)
                 return r;
+        r = set_address(&c->status, &c->status_set, true, flag, rest ?: tls ?: value, ret_error);
+        if (r < 0)
+                return r;
+        if (tls && c->status.kind != ADDRESS_TCP)
+                return error_set(ret_error, -EINVAL,
+                                 _("--%s: \"%s\": https:// needs HOST:PORT (a socket is served "
+                                   "over plain HTTP)"),
+                                 flag, value);
         c->status_http = rest || c->status.kind != ADDRESS_TCP;
         return 0;
 }
@@ -232,7 +258,8 @@ static const Option options[] = {
              "(the same as --proxy-protocol-mode=conn)."), NULL },
         { "proxy-protocol-mode", OPTION_SETTER, 0, 0, set_proxy_protocol_mode, "MODE",
           N_("Send a PROXY protocol v2 header to the target: conn (addresses), tls (and the "
-             "TLS version, SNI and ALPN) or tls-full (and the client certificate and its CN)."),
+             "TLS version and cipher, SNI and ALPN) or tls-full (and the client certificate and "
+             "its CN)."),
           NULL },
         { "keystore", OPTION_PATH, OPTION_RELOADABLE, CFG(keystore), NULL, "PATH",
           N_("Keystore with certificate and key (combined PEM or PKCS#12)."), NULL },
@@ -265,6 +292,9 @@ static const Option options[] = {
           N_("ACME directory URL of the CA."), ACME_DEFAULT_CA },
         { "auto-acme-testca", OPTION_PATH, 0, CFG(auto_acme_testca), NULL, "URL",
           N_("ACME directory URL of a test CA; when set, --auto-acme-ca is ignored."), NULL },
+        { "auto-acme-renew-check-interval", OPTION_DURATION, OPTION_NONZERO,
+          CFG(auto_acme_renew_check_interval), NULL, "DURATION",
+          N_("How often the ACME certificate is checked for renewal, from 1s to 24h."), "10m" },
         { "allow-all", OPTION_BOOL, OPTION_RELOADABLE, CFG(allow_all), NULL, NULL,
           N_("Allow every client with a valid certificate."), NULL },
         { "allow-cn", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
@@ -537,6 +567,85 @@ void config_done(Config *c) {
         *c = (Config) {};
 }
 
+/* Ghostunnel flags that tlsgate cannot have, each with why and what to use
+ * instead: refused by name, so that a migrated command line fails with
+ * advice rather than as an unknown flag. Flags of Ghostunnel's client mode
+ * are not here: there is no client mode. */
+static const struct {
+        const char *name;
+        const char *reason;
+} refused_flags[] = {
+        { "enable-pprof",
+          N_("it serves the Go runtime's profiler and tlsgate is not a Go program; profile "
+             "the running process with perf(1) instead") },
+        { "allow-policy",
+          N_("tlsgate has no Open Policy Agent (Rego) engine; express the rule with "
+             "--allow-cn, --allow-ou, --allow-dns, --allow-ip or --allow-uri") },
+        { "allow-query",
+          N_("tlsgate has no Open Policy Agent (Rego) engine; express the rule with "
+             "--allow-cn, --allow-ou, --allow-dns, --allow-ip or --allow-uri") },
+        { "use-workload-api",
+          N_("tlsgate has no SPIFFE Workload API client; have spiffe-helper write the "
+             "SVID and bundle to files and use --cert, --key and --cacert with "
+             "--timed-reload") },
+        { "use-workload-api-addr",
+          N_("tlsgate has no SPIFFE Workload API client; have spiffe-helper write the "
+             "SVID and bundle to files and use --cert, --key and --cacert with "
+             "--timed-reload") },
+        { "use-workload-api-timeout",
+          N_("tlsgate has no SPIFFE Workload API client; have spiffe-helper write the "
+             "SVID and bundle to files and use --cert, --key and --cacert with "
+             "--timed-reload") },
+        { "keychain-identity",
+          N_("the macOS keychain and the Windows certificate store do not exist on Linux; "
+             "use --keystore, --cert/--key, or a key on a token with --pkcs11-module") },
+        { "keychain-issuer",
+          N_("the macOS keychain and the Windows certificate store do not exist on Linux; "
+             "use --keystore, --cert/--key, or a key on a token with --pkcs11-module") },
+        { "keychain-require-token",
+          N_("the macOS keychain and the Windows certificate store do not exist on Linux; "
+             "use --keystore, --cert/--key, or a key on a token with --pkcs11-module") },
+        { "allow-unsafe-cipher-suites",
+          N_("tlsgate offers only AEAD cipher suites and has no unsafe ones to enable; "
+             "choose among them with --cipher-suites") },
+        { "use-landlock",
+          N_("tlsgate does not sandbox itself; the systemd unit's sandboxing "
+             "(ProtectSystem=, RestrictAddressFamilies=, ...) confines it instead") },
+        { "disable-landlock",
+          N_("tlsgate does not sandbox itself; the systemd unit's sandboxing "
+             "(ProtectSystem=, RestrictAddressFamilies=, ...) confines it instead") },
+        { "syslog",
+          N_("tlsgate logs to the journal under systemd and to stderr otherwise; have "
+             "journald forward to syslog (ForwardToSyslog=) instead") },
+        { "skip-resolve",
+          N_("tlsgate resolves --target once at start; give an IP address or a UNIX "
+             "socket, or order the unit After=network-online.target") },
+        { "auto-acme-alt-tls-alpn-port",
+          N_("tlsgate answers the TLS-ALPN-01 challenge on its --listen socket and never "
+             "binds a port of its own for it; drop the flag") },
+        { "help-custom-man",
+          N_("tlsgate's manual is installed as a man page; read man tlsgate") },
+};
+
+/* The reason a flag name (without dashes) is refused, untranslated; NULL
+ * when it is not one of Ghostunnel's refused flags. */
+static const char *refused_flag_reason(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(refused_flags); i++)
+                if (streq(refused_flags[i].name, name))
+                        return refused_flags[i].reason;
+        return NULL;
+}
+
+static int unknown_flag_error(char **ret_error, const char *name) {
+        const char *reason = refused_flag_reason(name);
+
+        if (reason)
+                return error_set(ret_error, -ENOENT, _("--%s: not supported: %s"), name,
+                                 _(reason));
+        return error_set(ret_error, -ENOENT, _("unknown flag --%s (see tlsgate server --help)"),
+                         name);
+}
+
 int config_set_option(Config *c, const char *name, const char *value, char **ret_error) {
         const Option *o;
         bool negated;
@@ -545,6 +654,8 @@ int config_set_option(Config *c, const char *name, const char *value, char **ret
         assert(name);
 
         o = option_find(name, &negated);
+        if (!o && refused_flag_reason(name))
+                return unknown_flag_error(ret_error, name);
         if (!o)
                 return error_set(ret_error, -ENOENT, _("unknown flag --%s"), name);
         if (o->flags & OPTION_CMDLINE_ONLY)
@@ -611,8 +722,7 @@ static int argv_collect(int argc, char *argv[], ArgList *l, bool *ret_help, char
 
                 o = option_find(name, &negated);
                 if (!o)
-                        return error_set(ret_error, -ENOENT,
-                                      _("unknown flag --%s (see tlsgate server --help)"), name);
+                        return unknown_flag_error(ret_error, name);
                 if (o->kind == OPTION_HELP) {
                         *ret_help = true;
                         return 0;
@@ -832,6 +942,10 @@ static int parse_line(Config *c, const char *path, unsigned line, char *s, bool 
         }
 
         o = option_find(name, &negated);
+        if (!o && refused_flag_reason(name)) {
+                (void) unknown_flag_error(&message, name);
+                return line_error(ret_error, -ENOENT, path, line, name, message);
+        }
         if (!o) {
                 const char *bare = startswith(name, "--");
 
@@ -1278,6 +1392,14 @@ static int validate_acme(const Config *c, char **ret_error) {
                 return error_set(ret_error, -EINVAL,
                               _("--auto-acme-testca: \"%s\" is not an http(s) URL"),
                               c->auto_acme_testca);
+        if (c->auto_acme_renew_check_interval < RENEW_CHECK_INTERVAL_MIN ||
+            c->auto_acme_renew_check_interval > RENEW_CHECK_INTERVAL_MAX) {
+                char buf[64];
+
+                return error_set(ret_error, -EINVAL,
+                              _("--auto-acme-renew-check-interval: %s is out of range (from 1s to 24h)"),
+                              format_duration(buf, sizeof buf, c->auto_acme_renew_check_interval));
+        }
         return 0;
 }
 

@@ -16,7 +16,8 @@ typedef enum QuietFlags {
         QUIET_CONNS = 1 << 0,          /* "opening pipe"/"closed pipe" */
         QUIET_CONN_ERRS = 1 << 1,      /* dial errors, errors while piping */
         QUIET_HANDSHAKE_ERRS = 1 << 2, /* TLS handshake errors and denials */
-        QUIET_ALL = QUIET_CONNS | QUIET_CONN_ERRS | QUIET_HANDSHAKE_ERRS,
+        QUIET_EVERYTHING = 1 << 3,     /* "all": start-up, reload, shutdown too */
+        QUIET_ALL = QUIET_CONNS | QUIET_CONN_ERRS | QUIET_HANDSHAKE_ERRS | QUIET_EVERYTHING,
 } QuietFlags;
 
 typedef enum TlsVersion {
@@ -30,6 +31,11 @@ typedef enum CipherFamily {
 } CipherFamily;
 
 #define CIPHER_FAMILIES_MAX 2
+
+/* --auto-acme-renew-check-interval: below a second the timer would spin,
+ * above a day a short-lived certificate could expire between checks. */
+#define RENEW_CHECK_INTERVAL_MIN USEC_PER_SEC
+#define RENEW_CHECK_INTERVAL_MAX (24 * USEC_PER_HOUR)
 
 /* --threads N: 1..CONFIG_THREADS_MAX. */
 #define CONFIG_THREADS_MAX 64U
@@ -66,6 +72,7 @@ typedef struct Config {
         bool auto_acme_agree_to_tos;
         char *auto_acme_ca;    /* directory URL; default Let's Encrypt production */
         char *auto_acme_testca; /* when set, used instead of auto_acme_ca */
+        usec_t auto_acme_renew_check_interval; /* default 10m, RENEW_CHECK_INTERVAL_MIN..MAX */
 
         /* Authorization. */
         bool allow_all;

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy-protocol.h"
+#include "util.h"
 #include "verify-cache.h"
 
 /* What one read from the target may bring: four full TLS records' worth,
@@ -340,11 +341,14 @@ static void conn_log_handshake_error(Conn *c, const char *reason) {
 static int on_target_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
 static void conn_dial_failed(Conn *c, int error) {
+        char e[ERRNO_GO_MAX];
+
         metrics_dial_failed(c->server->metrics);
         if (!quiet(c, QUIET_CONN_ERRS))
                 conn_log(c, LOG_WARNING, error, MESSAGE_ID_DIAL_FAILED,
-                         "error on dial to %s for %s: %m", c->server->config->target.spec,
-                         c->peer);
+                         "error on dial to %s for %s: connect: %s",
+                         c->server->config->target.spec, c->peer,
+                         errno_go(error, e, sizeof e));
         conn_close(c);
 }
 
@@ -396,6 +400,7 @@ static int conn_setup_c2t(Conn *c) {
         if (gnutls_alpn_get_selected_protocol(c->session, &alpn) >= 0)
                 info.alpn = alpn.data, info.alpn_len = alpn.size;
         info.tls_version = tls_version_name(gnutls_protocol_get_version(c->session));
+        info.cipher = gnutls_ciphersuite_get(c->session);
         if (c->creds->request_client_cert)
                 peers = gnutls_certificate_get_peers(c->session, &n_peers);
         if (peers && n_peers > 0) {
@@ -900,10 +905,14 @@ static int pipe_write_target(Conn *c) {
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return 0;
-                        if (!quiet(c, QUIET_CONN_ERRS))
+                        if (!quiet(c, QUIET_CONN_ERRS)) {
+                                char e[ERRNO_GO_MAX];
+
                                 conn_log(c, LOG_INFO, errno, NULL,
-                                         "error writing to target %s for %s: %m",
-                                         c->server->config->target.spec, c->peer);
+                                         "error writing to target %s for %s: %s",
+                                         c->server->config->target.spec, c->peer,
+                                         errno_go(errno, e, sizeof e));
+                        }
                         return -errno;
                 }
                 /* Whole records written are freed; the first one left over
@@ -961,9 +970,12 @@ static int pipe_read_target(Conn *c) {
         }
         if (error == EAGAIN || error == EINTR)
                 return 0;
-        if (!quiet(c, QUIET_CONN_ERRS))
-                conn_log(c, LOG_INFO, error, NULL, "error reading from target %s for %s: %m",
-                         c->server->config->target.spec, c->peer);
+        if (!quiet(c, QUIET_CONN_ERRS)) {
+                char e[ERRNO_GO_MAX];
+
+                conn_log(c, LOG_INFO, error, NULL, "error reading from target %s for %s: %s",
+                         c->server->config->target.spec, c->peer, errno_go(error, e, sizeof e));
+        }
         return -error;
 }
 

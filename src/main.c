@@ -23,6 +23,14 @@ static void print_usage(FILE *f) {
                   "Run 'tlsgate server --help' for the server flags.\n"));
 }
 
+/* --quiet=all logs nothing at all (Ghostunnel's logger then discards
+ * everything), but the error a failed start exits with is still printed,
+ * as Ghostunnel prints the error it exits with. */
+static void log_unquiet_for_exit(void) {
+        if (log_get_max_level() < LOG_ERR)
+                log_set_max_level(LOG_ERR);
+}
+
 static int run_server(int argc, char *argv[]) {
         _cleanup_(manager_freep) Manager *m = NULL;
         _cleanup_free_ char *error = NULL;
@@ -45,11 +53,15 @@ static int run_server(int argc, char *argv[]) {
                 return EXIT_USAGE;
         }
 
+        if (config.quiet & QUIET_EVERYTHING)
+                log_set_max_level(-1);
+
         /* Files named by systemd's LoadCredential=, and --storepass-file:
          * an unreadable file fails like an unreadable --cert does. */
         r = config_resolve_credentials(&config, getenv("CREDENTIALS_DIRECTORY"), &error);
         if (r < 0) {
                 config_done(&config);
+                log_unquiet_for_exit();
                 log_error("%s", error ? error : strerror(-r));
                 return EXIT_FAILURE;
         }
@@ -57,6 +69,7 @@ static int run_server(int argc, char *argv[]) {
         r = manager_new(&config, &m, &error);
         if (r < 0) {
                 config_done(&config);
+                log_unquiet_for_exit();
                 log_error_errno(r, "cannot set up: %m");
                 return EXIT_FAILURE;
         }
@@ -66,6 +79,7 @@ static int run_server(int argc, char *argv[]) {
         m->reload.argv = argv;
         r = manager_start(m, &error);
         if (r < 0) {
+                log_unquiet_for_exit();
                 if (error)
                         log_error("%s", error);
                 else

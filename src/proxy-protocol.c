@@ -13,7 +13,8 @@
  *   TLVs      type 1, length 2, value; tlsgate writes, in Ghostunnel's order,
  *             ALPN (0x01), AUTHORITY (0x02), SSL (0x20). SSL's value is the
  *             client flags (1), verify (4, 0 = verified) and sub-TLVs:
- *             VERSION (0x21), CN (0x22), CLIENT_CERT (0x28, Ghostunnel's). */
+ *             VERSION (0x21), CIPHER (0x23), CN (0x22), CLIENT_CERT (0x28,
+ *             Ghostunnel's). */
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -182,7 +183,7 @@ static void put_tlv(Writer *w, uint8_t type, const void *value, size_t len) {
 typedef struct Layout {
         uint8_t family;
         Endpoint src, dst;
-        size_t alpn, authority, version, cn, cert; /* value lengths; 0: absent */
+        size_t alpn, authority, version, cipher, cn, cert; /* value lengths; 0: absent */
         bool ssl;
         size_t ssl_value;       /* the SSL TLV's value: header and sub-TLVs */
         size_t payload;         /* everything after the 16-byte header */
@@ -213,15 +214,17 @@ static int layout(const ProxyInfo *info, Layout *l) {
                 l->alpn = info->alpn ? info->alpn_len : 0;
                 l->authority = info->authority ? strlen(info->authority) : 0;
                 l->version = info->tls_version ? strlen(info->tls_version) : 0;
+                l->cipher = info->cipher ? strlen(info->cipher) : 0;
                 if (info->mode == PROXY_MODE_TLS_FULL) {
                         l->cn = info->cn ? strlen(info->cn) : 0;
                         l->cert = info->cert ? info->cert_len : 0;
                 }
                 if ((l->version > 0 && (r = tlv_size(l->version, &sub)) < 0) ||
+                    (l->cipher > 0 && (r = tlv_size(l->cipher, &sub)) < 0) ||
                     (l->cn > 0 && (r = tlv_size(l->cn, &sub)) < 0) ||
                     (l->cert > 0 && (r = tlv_size(l->cert, &sub)) < 0))
                         return r;
-                /* Three sub-TLVs of at most 64 KiB each cannot overflow. */
+                /* Four sub-TLVs of at most 64 KiB each cannot overflow. */
                 l->ssl = true;
                 l->ssl_value = sub;
                 if ((l->alpn > 0 && (r = tlv_size(l->alpn, &tlvs)) < 0) ||
@@ -273,13 +276,20 @@ static void write_header(Writer *w, const ProxyInfo *info, const Layout *l) {
 
         put_u8(w, PP2_TYPE_SSL);
         put_be16(w, (uint16_t) l->ssl_value);
-        put_u8(w, PP2_CLIENT_SSL | (info->cert_conn ? PP2_CLIENT_CERT_CONN : 0) |
-                          (info->cert_sess ? PP2_CLIENT_CERT_SESS : 0));
+        /* The certificate flags belong with the certificate: tls-full only,
+         * as in Ghostunnel; tls says only that the client used TLS. */
+        if (info->mode == PROXY_MODE_TLS_FULL)
+                put_u8(w, PP2_CLIENT_SSL | (info->cert_conn ? PP2_CLIENT_CERT_CONN : 0) |
+                                  (info->cert_sess ? PP2_CLIENT_CERT_SESS : 0));
+        else
+                put_u8(w, PP2_CLIENT_SSL);
         /* verify: 0 means the client certificate was verified. tlsgate never
          * gets this far with one that was not (or with none, when it asked). */
         put_be32(w, 0);
         if (l->version > 0)
                 put_tlv(w, PP2_SUBTYPE_SSL_VERSION, info->tls_version, l->version);
+        if (l->cipher > 0)
+                put_tlv(w, PP2_SUBTYPE_SSL_CIPHER, info->cipher, l->cipher);
         if (l->cn > 0)
                 put_tlv(w, PP2_SUBTYPE_SSL_CN, info->cn, l->cn);
         if (l->cert > 0)
@@ -350,6 +360,9 @@ static int on_ssl_sub_tlv(ProxyHeader *h, uint8_t type, const uint8_t *v, size_t
         case PP2_SUBTYPE_SSL_VERSION:
                 h->ssl_version = v, h->ssl_version_len = len;
                 break;
+        case PP2_SUBTYPE_SSL_CIPHER:
+                h->ssl_cipher = v, h->ssl_cipher_len = len;
+                break;
         case PP2_SUBTYPE_SSL_CN:
                 h->ssl_cn = v, h->ssl_cn_len = len;
                 break;
@@ -377,8 +390,8 @@ static int on_tlv(ProxyHeader *h, uint8_t type, const uint8_t *v, size_t len) {
                 h->has_ssl = true;
                 h->ssl_client = v[0];
                 h->ssl_verify = get_be32(v + 1);
-                h->ssl_version = h->ssl_cn = h->ssl_cert = NULL;
-                h->ssl_version_len = h->ssl_cn_len = h->ssl_cert_len = 0;
+                h->ssl_version = h->ssl_cipher = h->ssl_cn = h->ssl_cert = NULL;
+                h->ssl_version_len = h->ssl_cipher_len = h->ssl_cn_len = h->ssl_cert_len = 0;
                 return parse_tlvs(v + PP2_SSL_HEADER_LEN, len - PP2_SSL_HEADER_LEN, h,
                                   on_ssl_sub_tlv);
         default:

@@ -51,6 +51,7 @@ int proxy_mode_from_string(const char *s, ProxyMode *ret);
 #define PP2_TYPE_SSL 0x20
 #define PP2_SUBTYPE_SSL_VERSION 0x21
 #define PP2_SUBTYPE_SSL_CN 0x22
+#define PP2_SUBTYPE_SSL_CIPHER 0x23
 /* Not in HAProxy's list: the DER client certificate as Ghostunnel
  * (through go-proxyproto) sends it; receivers ignore types they do not know. */
 #define PP2_SUBTYPE_SSL_CLIENT_CERT 0x28
@@ -81,9 +82,10 @@ typedef struct ProxyInfo {
         size_t alpn_len;
         const char *authority;          /* the SNI; NULL or "": none */
         const char *tls_version;        /* "TLS 1.3"; NULL: no version sub-TLV */
-        bool cert_conn, cert_sess;      /* PP2_CLIENT_CERT_CONN/_SESS */
+        const char *cipher;             /* IANA name, "TLS_AES_128_GCM_SHA256"; NULL: none */
 
         /* PROXY_MODE_TLS_FULL only. */
+        bool cert_conn, cert_sess;      /* PP2_CLIENT_CERT_CONN/_SESS */
         const char *cn;                 /* NULL or "": no CN sub-TLV */
         const uint8_t *cert;            /* DER leaf; NULL: none */
         size_t cert_len;
@@ -113,8 +115,8 @@ typedef struct ProxyHeader {
         bool has_ssl;
         uint8_t ssl_client;
         uint32_t ssl_verify;
-        const uint8_t *ssl_version, *ssl_cn, *ssl_cert;
-        size_t ssl_version_len, ssl_cn_len, ssl_cert_len;
+        const uint8_t *ssl_version, *ssl_cipher, *ssl_cn, *ssl_cert;
+        size_t ssl_version_len, ssl_cipher_len, ssl_cn_len, ssl_cert_len;
 
         unsigned n_tlvs;                /* top-level TLVs, unknown ones included */
 } ProxyHeader;

@@ -20,8 +20,6 @@
 /* Renewal: the old certificate still serves, so keep trying, gently. */
 #define RENEW_BACKOFF_INITIAL (5 * USEC_PER_SEC)
 #define RENEW_BACKOFF_CAP (30 * USEC_PER_MINUTE)
-/* Re-check at least this often, so that a clock jump cannot make us late. */
-#define RECHECK_MAX (10 * USEC_PER_MINUTE)
 /* renewer_force_renewal(): at most one forced order per this interval, so a
  * CA that keeps issuing certificates its responder calls revoked cannot
  * make us order in a loop. */
@@ -135,8 +133,10 @@ static void renewer_schedule_renewal(Renewer *r) {
         usec_t delay = due > now ? due - now : 0;
 
         r->state = RENEWER_IDLE;
-        if (delay > RECHECK_MAX)
-                delay = RECHECK_MAX;
+        /* Re-check at least every --auto-acme-renew-check-interval, so that a
+         * clock jump (a suspend, say) cannot make us late. */
+        if (delay > r->config->auto_acme_renew_check_interval)
+                delay = r->config->auto_acme_renew_check_interval;
         if (renewer_arm(r, delay) < 0)
                 log_error("cannot arm the renewal timer for %s", r->domain);
         if (delay == 0)

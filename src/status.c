@@ -473,18 +473,19 @@ static json_object *status_json(StatusServer *s, bool backend_ok, const char *ba
                 json_object_object_add(o, "backend_error",
                                        json_object_new_string(strempty(backend_error)));
         json_object_object_add(o, "time", json_time(ts.tv_sec, ts.tv_nsec / 1000));
-        json_object_object_add(o, "last_reload",
-                               m->reload.n_reloads > 0
-                                       ? json_time((time_t) (m->reload.last_realtime / USEC_PER_SEC),
-                                                   (long) (m->reload.last_realtime % USEC_PER_SEC))
-                                       : NULL);
+        /* Go's time.Time is never null: left out until the first reload
+         * (omitzero), a string from then on. */
+        if (m->reload.n_reloads > 0)
+                json_object_object_add(o, "last_reload",
+                                       json_time((time_t) (m->reload.last_realtime / USEC_PER_SEC),
+                                                 (long) (m->reload.last_realtime % USEC_PER_SEC)));
         if (gethostname(hostname, sizeof hostname) >= 0) {
                 hostname[sizeof hostname - 1] = '\0';
                 json_object_object_add(o, "hostname", json_object_new_string(hostname));
         }
         json_object_object_add(o, "message",
                                json_object_new_string(!m->ready         ? "initializing"
-                                                      : m->shutting_down ? "draining"
+                                                      : m->shutting_down ? "stopping"
                                                                          : "listening"));
         json_object_object_add(o, "revision", json_object_new_string(PACKAGE_VERSION));
         json_object_object_add(o, "compiler", json_object_new_string(STATUS_COMPILER));

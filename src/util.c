@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <ctype.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,19 @@ int error_set(char **ret_error, int r, const char *fmt, ...) {
                 *ret_error = NULL;
         va_end(ap);
         return r;
+}
+
+const char *errno_go(int error, char *buf, size_t size) {
+        /* strerrordesc_np(): glibc's text before translation. */
+        const char *d = strerrordesc_np(error < 0 ? -error : error);
+
+        if (!d)
+                (void) snprintf(buf, size, "errno %d", error < 0 ? -error : error);
+        else {
+                (void) snprintf(buf, size, "%s", d);
+                buf[0] = (char) tolower((unsigned char) buf[0]);
+        }
+        return buf;
 }
 
 void erase_and_free(void *p, size_t n) {

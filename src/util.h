@@ -27,3 +27,11 @@ static inline void erase_and_free_stringp(char **p) {
 int read_file_erasable(const char *path, size_t max, char **ret, size_t *ret_size);
 /* The same from an open file descriptor (read to its end). */
 int read_fd_erasable(int fd, size_t max, char **ret, size_t *ret_size);
+
+/* An errno as Go spells it (syscall.Errno's Error()): the C library's English
+ * text with a lower-case first letter ("too many open files", "connection
+ * refused"), never translated, whatever the locale: for the log lines
+ * Ghostunnel's users grep. "errno N" for an unknown one, as Go. Writes into
+ * buf (ERRNO_GO_MAX bytes are always enough) and returns it. */
+#define ERRNO_GO_MAX 128
+const char *errno_go(int error, char *buf, size_t size);

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "util.h"
 #include "worker.h"
 
 /* How long accepting pauses after EMFILE/ENFILE before trying again. */
@@ -181,14 +182,17 @@ static int on_accept_pause_end(sd_event_source *s, uint64_t usec, void *userdata
 
 static void worker_pause_accepting(Worker *w, int error) {
         bool logged = atomic_exchange(&w->pool->pause_logged, true);
+        char e[ERRNO_GO_MAX];
         int r;
 
         /* The listening socket stays readable while the fd table is full:
          * back off instead of spinning, and try again shortly. Warned once
          * per episode, whichever thread hits it: a full table can last, the
-         * journal should not fill. */
+         * journal should not fill. The error is spelled as Go's accept
+         * spells it. */
         log_full_errno(logged ? LOG_DEBUG : LOG_WARNING, error,
-                       "cannot accept connections: %m; pausing for %llu ms",
+                       "cannot accept connections: accept4: %s; pausing for %llu ms",
+                       errno_go(error, e, sizeof e),
                        (unsigned long long) (ACCEPT_PAUSE_USEC / USEC_PER_MSEC));
         w->accept_paused = true;
         worker_update_accepting(w);
@@ -242,7 +246,10 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                                 worker_pause_accepting(w, e);
                                 return 0;
                         }
-                        log_warning_errno(e, "accept failed: %m, ignoring");
+                        char text[ERRNO_GO_MAX];
+
+                        log_warning_errno(e, "accept failed: accept4: %s, ignoring",
+                                          errno_go(e, text, sizeof text));
                         break;
                 }
                 if (atomic_exchange(&w->pool->pause_logged, false))

@@ -29,6 +29,7 @@ static void check_parsed(const uint8_t *buf, size_t size, const ProxyHeader *h) 
         INSIDE(h->alpn, h->alpn_len);
         INSIDE(h->authority, h->authority_len);
         INSIDE(h->ssl_version, h->ssl_version_len);
+        INSIDE(h->ssl_cipher, h->ssl_cipher_len);
         INSIDE(h->ssl_cn, h->ssl_cn_len);
         INSIDE(h->ssl_cert, h->ssl_cert_len);
         INSIDE(h->src_path, (size_t) PP2_UNIX_PATH_LEN);
@@ -136,8 +137,9 @@ static void take_sockaddr(FuzzInput *in, struct sockaddr_storage *ss, socklen_t 
 static void fuzz_writer(FuzzInput *in) {
         struct sockaddr_storage src, dst;
         _cleanup_free_ uint8_t *alpn = NULL, *authority = NULL, *version = NULL, *cn = NULL,
-                               *cert = NULL, *buf = NULL;
-        size_t alpn_len, authority_len, version_len, cn_len, cert_len, size = 0, len = 0,
+                               *cert = NULL, *cipher = NULL, *buf = NULL;
+        size_t alpn_len, authority_len, version_len, cn_len, cert_len, cipher_len, size = 0,
+               len = 0,
                buf_size, tlvs = 0, ssl = PP2_SSL_HEADER_LEN;
         ProxyInfo info;
         ProxyHeader h;
@@ -156,11 +158,13 @@ static void fuzz_writer(FuzzInput *in) {
         version = take_value(in, &version_len, true);
         cn = take_value(in, &cn_len, true);
         cert = take_value(in, &cert_len, false);
+        cipher = take_value(in, &cipher_len, true);
         info.alpn = alpn, info.alpn_len = alpn_len;
         info.authority = (char *) authority;
         info.tls_version = (char *) version;
         info.cn = (char *) cn;
         info.cert = cert, info.cert_len = cert_len;
+        info.cipher = (char *) cipher;
         info.cert_conn = flags & 4, info.cert_sess = flags & 8;
 
         r = proxy_v2_header_size(&info, &size);
@@ -192,6 +196,8 @@ static void fuzz_writer(FuzzInput *in) {
                         tlvs += 3 + authority_len, big |= authority_len > 65535 - 3;
                 if (version_len > 0)
                         ssl += 3 + version_len, big |= version_len > 65535 - 3;
+                if (cipher_len > 0)
+                        ssl += 3 + cipher_len, big |= cipher_len > 65535 - 3;
                 if (cn_len > 0)
                         ssl += 3 + cn_len, big |= cn_len > 65535 - 3;
                 if (cert_len > 0)
@@ -241,7 +247,9 @@ static void fuzz_writer(FuzzInput *in) {
                 return;
         }
         CHECK(h.has_ssl && h.ssl_verify == 0);
-        CHECK(h.ssl_client == (PP2_CLIENT_SSL | (info.cert_conn ? PP2_CLIENT_CERT_CONN : 0) |
+        /* The certificate flags only with the certificate: tls-full. */
+        CHECK(h.ssl_client == (info.mode < PROXY_MODE_TLS_FULL ? PP2_CLIENT_SSL :
+                               PP2_CLIENT_SSL | (info.cert_conn ? PP2_CLIENT_CERT_CONN : 0) |
                                (info.cert_sess ? PP2_CLIENT_CERT_SESS : 0)));
         CHECK(h.n_tlvs == 1 + (alpn_len > 0) + (authority_len > 0));
 #define SAME(p, n, want, want_n) \
@@ -249,6 +257,7 @@ static void fuzz_writer(FuzzInput *in) {
         SAME(h.alpn, h.alpn_len, alpn, alpn_len);
         SAME(h.authority, h.authority_len, authority, authority_len);
         SAME(h.ssl_version, h.ssl_version_len, version, version_len);
+        SAME(h.ssl_cipher, h.ssl_cipher_len, cipher, cipher_len);
         SAME(h.ssl_cn, h.ssl_cn_len, cn, cn_len);
         SAME(h.ssl_cert, h.ssl_cert_len, cert, cert_len);
 #undef SAME

@@ -63,7 +63,7 @@ ENTRIES = {
                 "certificate",
         TLSGATE_PEER="192.0.2.8:40001", TLSGATE_CONN_ID="4"),
     "9a7e4f0c2b5d4c8e8f1a3b6d5c7e0f03": dict(
-        MESSAGE="error on dial to 127.0.0.1:8080 for 192.0.2.9:40002: Connection refused",
+        MESSAGE="error on dial to 127.0.0.1:8080 for 192.0.2.9:40002: connect: connection refused",
         TLSGATE_PEER="192.0.2.9:40002", TLSGATE_CONN_ID="5", TLSGATE_CLIENT_CN="frontend"),
     "3c8f2d6e0a1b4e5f9d7c6b5a4e3f2d10": dict(
         MESSAGE="certificate for www.example.org obtained, expires 2027-02-26 12:00:00 UTC",

@@ -8,6 +8,7 @@ listener's, the TLVs each mode must (and must not) carry, the DER
 certificate against the client's, and that the application bytes follow
 intact."""
 import os
+import re
 import socket
 import struct
 import threading
@@ -21,7 +22,7 @@ from tg_clients import try_echo
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 FAM_UNSPEC, FAM_TCP4, FAM_TCP6, FAM_UNIX = 0x00, 0x11, 0x21, 0x31
 TYPE_ALPN, TYPE_AUTHORITY, TYPE_SSL = 0x01, 0x02, 0x20
-SUB_VERSION, SUB_CN, SUB_CLIENT_CERT = 0x21, 0x22, 0x28
+SUB_VERSION, SUB_CN, SUB_CIPHER, SUB_CLIENT_CERT = 0x21, 0x22, 0x23, 0x28
 CLIENT_SSL, CLIENT_CERT_CONN, CLIENT_CERT_SESS = 0x01, 0x02, 0x04
 
 
@@ -212,6 +213,20 @@ def _one(proxy, backend, ctx, payload=None, **kw):
     return o, rec
 
 
+def _iana(openssl_name):
+    """The IANA name of the suite Python's ssl (OpenSSL) negotiated: what Go's
+    tls.CipherSuiteName gives, and what the cipher sub-TLV must carry."""
+    if openssl_name.startswith("TLS_"):
+        return openssl_name  # TLS 1.3: the same in both
+    m = re.match(r"^ECDHE-(RSA|ECDSA)-(AES128|AES256|CHACHA20)-(GCM-SHA256|GCM-SHA384|POLY1305)$",
+                 openssl_name)
+    assert m, openssl_name
+    kx, enc, tail = m.groups()
+    if enc == "CHACHA20":
+        return "TLS_ECDHE_%s_WITH_CHACHA20_POLY1305_SHA256" % kx
+    return "TLS_ECDHE_%s_WITH_AES_%s_GCM_%s" % (kx, enc[3:], tail.split("-")[1])
+
+
 def _check_addresses(h, family, o, proxy):
     assert h["ver_cmd"] == 0x21, "version 2, command PROXY"
     if family == "tcp4":
@@ -253,14 +268,19 @@ def test_header_per_mode_and_family(start_proxy, pp2_backend, ctx_for, pki, sock
     # negotiates none with normal clients.
     assert types == [TYPE_AUTHORITY, TYPE_SSL], types
     assert dict(h["tlvs"])[TYPE_AUTHORITY] == b"localhost"
-    assert h["ssl_client"] == CLIENT_SSL | CLIENT_CERT_CONN | CLIENT_CERT_SESS
     assert h["ssl_verify"] == 0
     subs = dict(h["ssl_subs"])
     assert subs[SUB_VERSION] == b"TLS 1.3"
+    assert subs[SUB_CIPHER] == _iana(o.cipher).encode(), (subs[SUB_CIPHER], o.cipher)
     if mode == "tls":
-        assert [t for t, _ in h["ssl_subs"]] == [SUB_VERSION]
+        # Nothing about the client certificate, not even its flags (as
+        # Ghostunnel): the client presented one, but only tls-full says so.
+        assert h["ssl_client"] == CLIENT_SSL
+        assert [t for t, _ in h["ssl_subs"]] == [SUB_VERSION, SUB_CIPHER]
     else:
-        assert [t for t, _ in h["ssl_subs"]] == [SUB_VERSION, SUB_CN, SUB_CLIENT_CERT]
+        assert h["ssl_client"] == CLIENT_SSL | CLIENT_CERT_CONN | CLIENT_CERT_SESS
+        assert [t for t, _ in h["ssl_subs"]] == [SUB_VERSION, SUB_CIPHER, SUB_CN,
+                                                 SUB_CLIENT_CERT]
         assert subs[SUB_CN] == b"client"
         assert subs[SUB_CLIENT_CERT] == _der(pki.client)
 
@@ -299,8 +319,9 @@ def test_tls_version_and_no_sni(start_proxy, pp2_backend, ctx_for, pki, version)
     proxy = start_proxy(b, extra=["--proxy-protocol-mode=tls"])
     ctx = ctx_for(pki.client, version=version)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
-    _, rec = _one(proxy, b, ctx)
+    o, rec = _one(proxy, b, ctx)
     assert dict(rec.header["ssl_subs"])[SUB_VERSION] == ("TLS " + version).encode()
+    assert dict(rec.header["ssl_subs"])[SUB_CIPHER] == _iana(o.cipher).encode()
     assert dict(rec.header["tlvs"])[TYPE_AUTHORITY] == b"localhost"
     assert TYPE_ALPN not in dict(rec.header["tlvs"]), "tlsgate negotiates no ALPN"
 
@@ -315,7 +336,7 @@ def test_tls_full_without_client_certificates(start_proxy, pp2_backend, ctx_for,
                         extra=["--proxy-protocol-mode=tls-full"])
     _, rec = _one(proxy, b, ctx_for(None))
     assert rec.header["ssl_client"] == CLIENT_SSL
-    assert [t for t, _ in rec.header["ssl_subs"]] == [SUB_VERSION]
+    assert [t for t, _ in rec.header["ssl_subs"]] == [SUB_VERSION, SUB_CIPHER]
 
 
 @pytest.mark.parametrize("version", ["1.2", "1.3"])

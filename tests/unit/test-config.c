@@ -94,6 +94,7 @@ static void test_defaults(void) {
         CHECK_U64_EQ(c.close_timeout, 60 * USEC_PER_SEC);
         CHECK_U64_EQ(c.max_conn_lifetime, 0);
         CHECK_U64_EQ(c.shutdown_timeout, 5 * USEC_PER_MINUTE);
+        CHECK_U64_EQ(c.auto_acme_renew_check_interval, 10 * USEC_PER_MINUTE);
         CHECK_INT_EQ(c.max_concurrent_conns, 0);
         CHECK_INT_EQ(c.max_tls_version, TLS_VERSION_1_3);
         CHECK_INT_EQ(c.n_cipher_suites, 2);
@@ -269,7 +270,10 @@ static void test_unknown_and_positional(void) {
 
         PARSE_ERROR("unknown flag --foo", "--foo");
         PARSE_ERROR("unknown flag -l", "-l", ":8443");
-        PARSE_ERROR("unknown flag --enable-pprof", "--enable-pprof"); /* Ghostunnel-only */
+        /* Ghostunnel's flags that tlsgate cannot have: refused with a reason. */
+        PARSE_ERROR("--enable-pprof: not supported: ", "--enable-pprof");
+        PARSE_ERROR("--use-workload-api-addr: not supported: ", "--use-workload-api-addr=unix:/s");
+        PARSE_ERROR("--keychain-identity: not supported: ", "--keychain-identity", "CN");
         PARSE_ERROR("unknown flag --Listen", "--Listen=:1");
         PARSE_ERROR("unexpected argument \"server\"", "server", "--listen=:1");
         PARSE_ERROR("unexpected argument \"extra\"", "--listen=:1", "extra");
@@ -365,6 +369,14 @@ static void test_special_values(void) {
         CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--quiet=conn-errs", "--quiet=conns")), 0);
         CHECK_INT_EQ(c.quiet, QUIET_CONN_ERRS | QUIET_CONNS);
         CHECK(!(c.quiet & QUIET_HANDSHAKE_ERRS));
+        config_done(&c);
+
+        /* The three others together are not "all": they leave start-up,
+         * reload and shutdown messages alone. */
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--quiet=conn-errs", "--quiet=conns",
+                                                     "--quiet=handshake-errs")), 0);
+        CHECK(!(c.quiet & QUIET_EVERYTHING));
         config_done(&c);
 
         /* A failed value leaves the previous one in place. */
@@ -485,6 +497,16 @@ static void test_validate(void) {
                        "--auto-acme-agree-to-tos", "--allow-all");
         VALIDATE_ERROR("--auto-acme-ca: \"ftp://x\" is not an http(s) URL", BASE, ACME,
                        "--auto-acme-agree-to-tos", "--auto-acme-ca=ftp://x", "--allow-all");
+        VALIDATE_OK(BASE, ACME, "--auto-acme-agree-to-tos", "--allow-cn=a",
+                    "--auto-acme-renew-check-interval=1s");
+        VALIDATE_OK(BASE, ACME, "--auto-acme-agree-to-tos", "--allow-cn=a",
+                    "--auto-acme-renew-check-interval=24h");
+        VALIDATE_ERROR("--auto-acme-renew-check-interval: 999ms is out of range", BASE, ACME,
+                       "--auto-acme-agree-to-tos", "--allow-cn=a",
+                       "--auto-acme-renew-check-interval=999ms");
+        VALIDATE_ERROR("--auto-acme-renew-check-interval: 24h0m1s is out of range", BASE, ACME,
+                       "--auto-acme-agree-to-tos", "--allow-cn=a",
+                       "--auto-acme-renew-check-interval=24h0m1s");
         /* The ACME credentials still need an access rule. */
         VALIDATE_ERROR("--disable-authentication is required", BASE, ACME, "--auto-acme-agree-to-tos");
 #undef ACME
@@ -1349,7 +1371,19 @@ static void test_status_flags(void) {
         config_done(&c);
         CHECK(err == NULL);
 
-        PARSE_ERROR("--status: invalid address", "--status=https://localhost:1");
+        /* https://HOST:PORT, as Ghostunnel accepts it: HTTPS, as without a scheme. */
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--status=https://localhost:1")), 0);
+        CHECK(c.status_set && c.status.kind == ADDRESS_TCP && !c.status_http);
+        CHECK_STR_EQ(c.status.host, "localhost");
+        config_done(&c);
+        PARSE_ERROR("--status: \"https://unix:/s\": https:// needs HOST:PORT",
+                    "--status=https://unix:/s");
+        PARSE_ERROR("--status: invalid address", "--status=https://localhost");
+        PARSE_ERROR("--status: \"launchd:x\": launchd is macOS's socket activation",
+                    "--status=launchd:x");
+        PARSE_ERROR("--listen: \"launchd:x\": launchd is macOS's socket activation",
+                    "--listen=launchd:x");
         PARSE_ERROR("--status: invalid address", "--status=localhost");
         PARSE_ERROR("--metrics-prefix: value must not be empty", "--metrics-prefix=");
 

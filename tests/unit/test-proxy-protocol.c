@@ -131,7 +131,8 @@ static void test_tcp4_conn(void) {
 }
 
 /* TCP6, mode tls: [2001:db8::1]:40000 -> [::1]:8443, ALPN h2, SNI
- * a.example, TLS 1.3, a client certificate (flags only in this mode). */
+ * a.example, TLS 1.3, a client certificate: neither its sub-TLVs nor its
+ * client flags in this mode, only CLIENT_SSL (as Ghostunnel). */
 static void test_tcp6_tls(void) {
         static const uint8_t want[] = {
                 SIG, 0x21, 0x21, 0x00, 0x47,            /* PROXY, TCP6, 71 bytes */
@@ -142,7 +143,7 @@ static void test_tcp6_tls(void) {
                 0x01, 0x00, 0x02, 'h', '2',             /* ALPN */
                 0x02, 0x00, 0x09, 'a', '.', 'e', 'x', 'a', 'm', 'p', 'l', 'e', /* AUTHORITY */
                 0x20, 0x00, 0x0F,                       /* SSL, 15 bytes */
-                0x07,                                   /* CLIENT_SSL | CERT_CONN | CERT_SESS */
+                0x01,                                   /* CLIENT_SSL alone */
                 0x00, 0x00, 0x00, 0x00,                 /* verify: ok */
                 0x21, 0x00, 0x07, 'T', 'L', 'S', ' ', '1', '.', '3', /* VERSION */
         };
@@ -174,7 +175,7 @@ static void test_tcp6_tls(void) {
         CHECK(h.alpn_len == 2 && memcmp(h.alpn, "h2", 2) == 0);
         CHECK(h.authority_len == 9 && memcmp(h.authority, "a.example", 9) == 0);
         CHECK(h.has_ssl);
-        CHECK_INT_EQ(h.ssl_client, 0x07);
+        CHECK_INT_EQ(h.ssl_client, PP2_CLIENT_SSL);
         CHECK_INT_EQ(h.ssl_verify, 0);
         CHECK(h.ssl_version_len == 7 && memcmp(h.ssl_version, "TLS 1.3", 7) == 0);
         CHECK(h.ssl_cn == NULL && h.ssl_cert == NULL);
@@ -193,6 +194,50 @@ static void test_tcp6_tls(void) {
         CHECK_INT_EQ(proxy_v2_parse(buf, len, &h), 0);
         CHECK(h.alpn == NULL && h.authority == NULL && h.has_ssl);
         CHECK_INT_EQ(h.n_tlvs, 1);
+}
+
+/* The cipher sub-TLV (its IANA name, as Go's tls.CipherSuiteName gives it)
+ * after the version, in tls and tls-full; none in conn. */
+static void test_cipher(void) {
+        static const uint8_t want[] = {
+                SIG, 0x21, 0x11, 0x00, 0x37,            /* PROXY, TCP4, 55 bytes */
+                0x7F, 0x00, 0x00, 0x01, 0x7F, 0x00, 0x00, 0x01, 0x9C, 0x40, 0x01, 0xBB,
+                0x20, 0x00, 0x28,                       /* SSL, 40 bytes */
+                0x01, 0x00, 0x00, 0x00, 0x00,           /* CLIENT_SSL, verify ok */
+                0x21, 0x00, 0x07, 'T', 'L', 'S', ' ', '1', '.', '3', /* VERSION */
+                0x23, 0x00, 0x16, 'T', 'L', 'S', '_', 'A', 'E', 'S', '_', '1', '2', '8', '_',
+                'G', 'C', 'M', '_', 'S', 'H', 'A', '2', '5', '6', /* CIPHER */
+        };
+        struct sockaddr_in src = in4("127.0.0.1", 40000), dst = in4("127.0.0.1", 443);
+        ProxyInfo info = {
+                .mode = PROXY_MODE_TLS,
+                .src = SA(src), .src_len = sizeof src, .dst = SA(dst), .dst_len = sizeof dst,
+                .tls_version = "TLS 1.3", .cipher = "TLS_AES_128_GCM_SHA256",
+        };
+        uint8_t buf[256];
+        size_t len;
+        ProxyHeader h;
+
+        len = build(&info, buf, sizeof buf);
+        CHECK_BYTES(buf, len, want, sizeof want);
+        CHECK_INT_EQ(proxy_v2_parse(buf, len, &h), 0);
+        CHECK(h.ssl_cipher_len == 22 && memcmp(h.ssl_cipher, "TLS_AES_128_GCM_SHA256", 22) == 0);
+        CHECK(h.ssl_version_len == 7 && h.ssl_cn == NULL && h.ssl_cert == NULL);
+
+        /* tls-full: version, cipher, then CN. */
+        info.mode = PROXY_MODE_TLS_FULL;
+        info.cn = "c";
+        info.cert_conn = info.cert_sess = true;
+        len = build(&info, buf, sizeof buf);
+        CHECK_U64_EQ(len, sizeof want + 4);
+        CHECK_INT_EQ(buf[sizeof want], PP2_SUBTYPE_SSL_CN);
+        CHECK_INT_EQ(proxy_v2_parse(buf, len, &h), 0);
+        CHECK(h.ssl_cipher_len == 22 && h.ssl_cn_len == 1);
+
+        /* conn: no TLVs at all. */
+        info.mode = PROXY_MODE_CONN;
+        len = build(&info, buf, sizeof buf);
+        CHECK_U64_EQ(len, 16 + 12);
 }
 
 /* UNIX, mode tls-full: an unnamed client socket -> /run/tg.sock, TLS 1.2,
@@ -430,6 +475,7 @@ int main(void) {
         test_modes();
         test_tcp4_conn();
         test_tcp6_tls();
+        test_cipher();
         test_unix_tls_full();
         test_unspec();
         test_bounds();
