@@ -336,6 +336,9 @@ static void sc_respond_text(StatusConn *c, int code, const char *text, const cha
 
 /* --- /_status ------------------------------------------------------------------ */
 
+/* How Go writes the zero time.Time. */
+#define GO_ZERO_TIME "0001-01-01T00:00:00Z"
+
 static json_object *json_time(time_t t, long usec) {
         char buf[64], frac[24] = "";
         struct tm tm;
@@ -444,24 +447,21 @@ static json_object *json_threads(WorkerPool *p) {
         return a;
 }
 
-/* Ghostunnel's fields in its order, then "tlsgate" with what it lacks. */
+/* Exactly Ghostunnel's fields, in its order and with its JSON types:
+ * dashboards and checks written for it parse this unchanged. What
+ * Ghostunnel lacks is on /_status/tlsgate (details_json()). */
 static json_object *status_json(StatusServer *s, bool backend_ok, const char *backend_error,
                                 bool *ret_ok) {
         const Manager *m = s->manager;
-        const CertBundle *b = m->current.creds ? m->current.creds->bundle : NULL;
         bool listening = m->ready && !m->shutting_down, ok = listening && backend_ok;
         char hostname[256];
         struct timespec ts;
-        json_object *o, *x;
+        json_object *o;
 
         clock_gettime(CLOCK_REALTIME, &ts);
         o = json_object_new_object();
-        x = json_object_new_object();
-        if (!o || !x) {
-                json_object_put(o);
-                json_object_put(x);
+        if (!o)
                 return NULL;
-        }
         json_object_object_add(o, "ok", json_object_new_boolean(ok));
         json_object_object_add(o, "status", json_object_new_string(ok ? "ok" : "critical"));
         json_object_object_add(o, "listen_address", json_object_new_string(m->config.listen.spec));
@@ -473,12 +473,14 @@ static json_object *status_json(StatusServer *s, bool backend_ok, const char *ba
                 json_object_object_add(o, "backend_error",
                                        json_object_new_string(strempty(backend_error)));
         json_object_object_add(o, "time", json_time(ts.tv_sec, ts.tv_nsec / 1000));
-        /* Go's time.Time is never null: left out until the first reload
-         * (omitzero), a string from then on. */
+        /* A Go time.Time, always there: its zero value until the first reload. */
         if (m->reload.n_reloads > 0)
                 json_object_object_add(o, "last_reload",
                                        json_time((time_t) (m->reload.last_realtime / USEC_PER_SEC),
                                                  (long) (m->reload.last_realtime % USEC_PER_SEC)));
+        else
+                json_object_object_add(o, "last_reload",
+                                       json_object_new_string(GO_ZERO_TIME));
         if (gethostname(hostname, sizeof hostname) >= 0) {
                 hostname[sizeof hostname - 1] = '\0';
                 json_object_object_add(o, "hostname", json_object_new_string(hostname));
@@ -489,25 +491,33 @@ static json_object *status_json(StatusServer *s, bool backend_ok, const char *ba
                                                                          : "listening"));
         json_object_object_add(o, "revision", json_object_new_string(PACKAGE_VERSION));
         json_object_object_add(o, "compiler", json_object_new_string(STATUS_COMPILER));
-
-        json_object_object_add(x, "connections",
-                               json_object_new_int64(worker_pool_n_conns(m->workers)));
-        json_object_object_add(x, "threads", json_threads(m->workers));
-        json_object_object_add(x, "certificate", json_certificate(b, ts.tv_sec));
-        json_object_object_add(x, "acme", json_acme(m));
-        json_object_object_add(x, "reloads", json_object_new_int64(m->reload.n_reloads));
-        json_object_object_add(x, "reload_failures", json_object_new_int64(m->reload.n_failures));
-        json_object_object_add(o, "tlsgate", x);
         *ret_ok = ok;
         return o;
 }
 
-static void sc_respond_status(StatusConn *c, bool backend_ok, const char *backend_error) {
-        json_object *o;
-        const char *text;
-        bool ok = false;
+/* What Ghostunnel's /_status lacks: the served certificate, ACME, the
+ * connections per thread, the reload counters. */
+static json_object *details_json(StatusServer *s) {
+        const Manager *m = s->manager;
+        const CertBundle *b = m->current.creds ? m->current.creds->bundle : NULL;
+        json_object *x;
 
-        o = status_json(c->server, backend_ok, backend_error, &ok);
+        x = json_object_new_object();
+        if (!x)
+                return NULL;
+        json_object_object_add(x, "connections",
+                               json_object_new_int64(worker_pool_n_conns(m->workers)));
+        json_object_object_add(x, "threads", json_threads(m->workers));
+        json_object_object_add(x, "certificate", json_certificate(b, time(NULL)));
+        json_object_object_add(x, "acme", json_acme(m));
+        json_object_object_add(x, "reloads", json_object_new_int64(m->reload.n_reloads));
+        json_object_object_add(x, "reload_failures", json_object_new_int64(m->reload.n_failures));
+        return x;
+}
+
+static void sc_respond_json(StatusConn *c, json_object *o, bool ok) {
+        const char *text;
+
         text = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                              JSON_C_TO_STRING_NOSLASHESCAPE)
                  : NULL;
@@ -516,6 +526,14 @@ static void sc_respond_status(StatusConn *c, bool backend_ok, const char *backen
         else
                 sc_respond(c, ok ? 200 : 503, "application/json", text, strlen(text), NULL);
         json_object_put(o);
+}
+
+static void sc_respond_status(StatusConn *c, bool backend_ok, const char *backend_error) {
+        json_object *o;
+        bool ok = false;
+
+        o = status_json(c->server, backend_ok, backend_error, &ok);
+        sc_respond_json(c, o, ok);
 }
 
 /* --- the backend check ---------------------------------------------------------- */
@@ -643,6 +661,11 @@ static void sc_handle(StatusConn *c) {
                         return;
                 }
                 return backend_check_start(c->server->check);
+        }
+        if (streq(target, "/_status/tlsgate")) {
+                if (!get)
+                        return sc_respond_text(c, 405, "method not allowed\n", "GET, HEAD");
+                return sc_respond_json(c, details_json(c->server), true);
         }
         if (streq(target, "/_metrics") || streq(target, "/_metrics/json") ||
             streq(target, "/_metrics/prometheus")) {

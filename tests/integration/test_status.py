@@ -26,10 +26,10 @@ from tg_clients import client_context, recv_exact, tcp_connect, tls_connect, try
 from tg_pebble import DOMAIN, client_ctx, echo
 from tg_pebble import acme_factory, pebble, pebble_factory  # noqa: F401,F811 (fixtures)
 
-# Before the first reload; then "last_reload" follows "time" (and
-# "backend_error" follows "backend_status" while the backend is down).
+# Ghostunnel 1.11.1's status handler, in its order ("backend_error" follows
+# "backend_status" while the backend is down), and nothing else.
 GHOSTUNNEL_FIELDS = ["ok", "status", "listen_address", "forward_address", "backend_ok",
-                     "backend_status", "time", "hostname", "message",
+                     "backend_status", "time", "last_reload", "hostname", "message",
                      "revision", "compiler"]
 COUNTERS = ["conn.open", "accept.total", "accept.success", "accept.error", "accept.timeout",
             "accept.denied", "dial.error", "conn.timeout", "verify.cached"]
@@ -170,23 +170,24 @@ def test_status_https_every_field(start_proxy, backend, pki, tlsgate_bin):
     assert r.headers["connection"] == "close"
     assert int(r.headers["content-length"]) == len(r.body)
     st = r.json()
-    for f in GHOSTUNNEL_FIELDS + ["tlsgate"]:
-        assert f in st, "field %s missing: %r" % (f, st)
-    assert list(st)[:len(GHOSTUNNEL_FIELDS)] == GHOSTUNNEL_FIELDS, list(st)
+    assert list(st) == GHOSTUNNEL_FIELDS, list(st)
     assert st["ok"] is True and st["status"] == "ok"
     assert st["listen_address"] == t.listen
     assert st["forward_address"] == backend.target
     assert st["backend_ok"] is True and st["backend_status"] == "ok"
     assert "backend_error" not in st  # omitted when ok, as in Ghostunnel
     assert abs(rfc3339(st["time"]).timestamp() - before) < 5
-    assert "last_reload" not in st  # a Go time.Time with omitzero, never null
+    assert st["last_reload"] == "0001-01-01T00:00:00Z"  # Go's zero time.Time
     assert st["hostname"] == socket.gethostname()
     assert st["message"] == "listening"
     assert st["revision"] == version_of(tlsgate_bin)
     assert st["compiler"] and isinstance(st["compiler"], str)
 
-    # What Ghostunnel lacks: the served certificate, ACME (none here).
-    x = st["tlsgate"]
+    # What Ghostunnel lacks, on a path of its own: the served certificate,
+    # ACME (none here).
+    r = http(t.status_addr, path="/_status/tlsgate", ctx=ctx)
+    assert r.status == 200 and r.headers["content-type"] == "application/json"
+    x = r.json()
     cert = x["certificate"]
     assert sorted(cert["names"]) == sorted(["localhost", "127.0.0.1", "::1"]), cert
     assert cert["serial"] == "%x" % pki.server.cert.serial_number or \
@@ -366,7 +367,7 @@ def test_status_draining(start_proxy, backend, pki):
     r = http(t.status_addr)
     assert r.status == 503, r
     assert r.json()["message"] == "stopping" and r.json()["ok"] is False
-    assert r.json()["tlsgate"]["connections"] == 1
+    assert http(t.status_addr, path="/_status/tlsgate").json()["connections"] == 1
     s.close()
     assert t.wait(5) == 0
 
@@ -471,7 +472,7 @@ def test_metrics_open_gauge_and_conn_timeout(start_proxy, backend, pki):
     assert m["tlsgate.conn.open"] == 2, m
     p, _ = metrics_prom(t.status_addr, ctx=ctx)
     assert p["tlsgate_conn_open"] == 2
-    assert http(t.status_addr, ctx=ctx).json()["tlsgate"]["connections"] == 2
+    assert http(t.status_addr, path="/_status/tlsgate", ctx=ctx).json()["connections"] == 2
     held.pop().close()
     assert tg_daemon.wait_until(
         lambda: metrics_json(t.status_addr, ctx=ctx)[0]["tlsgate.conn.open"] == 1, 5)
@@ -613,11 +614,12 @@ def test_status_with_acme(pebble, acme_factory, backend, pki):
     addr = ("127.0.0.1", port)
     st = http(addr).json()
     assert st["ok"] is True, st
-    acme = st["tlsgate"]["acme"]
+    x = http(addr, path="/_status/tlsgate").json()
+    acme = x["acme"]
     assert acme["name"] == DOMAIN and acme["state"] == "valid", acme
     assert acme["certificates_obtained"] == 1 and acme["renewal_failures"] == 0, acme
     assert acme["last_renewal_error"] is None
-    assert st["tlsgate"]["certificate"]["names"] == [DOMAIN]
+    assert x["certificate"]["names"] == [DOMAIN]
     p, types = metrics_prom(addr)
     assert p["tlsgate_acme_renewals"] == 1 and types["tlsgate_acme_renewals"] == "counter"
     assert p["tlsgate_acme_renewal_failures"] == 0
@@ -635,18 +637,19 @@ def test_status_while_obtaining(acme_factory, backend):
 
     def failed_once():
         try:
-            st = http(addr).json()
+            x = http(addr, path="/_status/tlsgate").json()
         except OSError:
             return None
-        return st if st["tlsgate"]["acme"]["renewal_failures"] >= 1 else None
+        return x if x["acme"]["renewal_failures"] >= 1 else None
     st = tg_daemon.wait_until(failed_once, 5)
     assert st, "no failed attempt reported:\n" + gate.log()
     r = http(addr)
     assert r.status == 503
     st = r.json()
     assert st["ok"] is False and st["message"] == "initializing", st
-    assert st["tlsgate"]["certificate"] is None
-    acme = st["tlsgate"]["acme"]
+    x = http(addr, path="/_status/tlsgate").json()
+    assert x["certificate"] is None
+    acme = x["acme"]
     assert acme["state"] in ("retrying", "obtaining"), acme
     assert acme["certificates_obtained"] == 0
     assert str(dead) in acme["last_renewal_error"] or "refused" in acme["last_renewal_error"].lower()

@@ -51,9 +51,9 @@ def start_threads(start_proxy, backend, n=THREADS, extra=(), **kw):
 def status(proxy):
     c = http.client.HTTPConnection(*proxy.status_addr, timeout=5)
     try:
-        c.request("GET", "/_status")
+        c.request("GET", "/_status/tlsgate")
         r = c.getresponse()
-        return json.loads(r.read())["tlsgate"]
+        return json.loads(r.read())
     finally:
         c.close()
 
