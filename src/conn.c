@@ -1181,9 +1181,7 @@ static int conn_setup_session(Conn *c) {
                 return errno_from_gnutls(r);
         gnutls_session_set_ptr(c->session, c);
         /* Server names with '_' are accepted (src/sni.c). */
-        r = sni_session_enable(c->session);
-        if (r < 0)
-                return r;
+        sni_session_enable(c->session);
         r = gnutls_priority_set(c->session, cr->priority);
         if (r >= 0)
                 r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, cr->x509);

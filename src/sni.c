@@ -133,7 +133,7 @@ static bool sni_session_overridden(gnutls_session_t session) {
         return streq_ptr(gnutls_ext_get_name2(session, 0, GNUTLS_EXT_MANDATORY), SNI_EXT_NAME);
 }
 
-int sni_session_enable(gnutls_session_t session) {
+void sni_session_enable(gnutls_session_t session) {
         static atomic_bool warned = false;
         int r;
 
@@ -146,16 +146,16 @@ int sni_session_enable(gnutls_session_t session) {
                                         GNUTLS_EXT_MANDATORY, sni_ext_recv, NULL, sni_ext_free,
                                         NULL, NULL,
                                         GNUTLS_EXT_FLAG_CLIENT_HELLO | GNUTLS_EXT_FLAG_TLS);
-        if (r == GNUTLS_E_MEMORY_ERROR)
-                return -ENOMEM;
         if (r >= 0 && sni_session_overridden(session))
-                return 0;
+                return;
 
+        /* Whatever the reason (GnuTLS refuses the id, or even its memory
+         * ran out), the session still works, with GnuTLS's own parser. */
         if (!atomic_exchange(&warned, true))
-                log_warning("this GnuTLS (%s) does not let tlsgate parse the server name (SNI) "
-                            "itself: clients sending a name with '_' will be refused",
-                            gnutls_check_version(NULL));
-        return 0;
+                log_warning("GnuTLS %s does not let tlsgate parse the server name (SNI) itself "
+                            "(%s): clients sending a name with '_' will be refused",
+                            gnutls_check_version(NULL),
+                            r < 0 ? gnutls_strerror(r) : "another handler is in place");
 }
 
 void sni_session_get(gnutls_session_t session, char ret[static SNI_NAME_MAX + 1]) {

@@ -43,8 +43,8 @@ int sni_parse(const uint8_t *data, size_t size, char ret[static SNI_NAME_MAX + 1
  * client's server_name extension instead of GnuTLS. When this GnuTLS does
  * not allow that (see sni.c), the session keeps GnuTLS's own parser, which
  * refuses names with an underscore; that is said once in the log and is no
- * error. Returns 0, or -ENOMEM. */
-int sni_session_enable(gnutls_session_t session);
+ * error: the session works either way. */
+void sni_session_enable(gnutls_session_t session);
 
 /* The server name of this session's ClientHello, as sent, into ret (""
  * when there is none, none yet, or it was ignored). Works whether or not

@@ -751,9 +751,7 @@ static int sc_setup_tls(StatusConn *c) {
                 return errno_from_gnutls(r);
         gnutls_session_set_ptr(c->session, c);
         /* Server names with '_', as on the serving port (src/sni.c). */
-        r = sni_session_enable(c->session);
-        if (r < 0)
-                return r;
+        sni_session_enable(c->session);
         r = gnutls_priority_set(c->session, c->creds->priority);
         if (r >= 0)
                 r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, s->x509);

@@ -154,6 +154,39 @@ def test_threads(start_proxy, backend, pki, sni_cert):
     assert backend.wait_accepted(24, 5 * tg_daemon.slow_factor())
 
 
+def test_fallback_when_gnutls_does_not_allow_it(start_proxy, backend, pki, sni_cert, tmp_path):
+    """With a GnuTLS that refuses the takeover (tests/tools/nosniext.so):
+    one warning, GnuTLS's own parser (a name with '_' refused as before),
+    and the SNI of other names still read for the log."""
+    out = str(tmp_path / "journal.jsonl")
+    prefix = ["unshare", "-m", "--propagation", "private", "/usr/bin/python3",
+              os.path.join(HERE, "tg_journal_capture.py"), out, "--"]
+    proxy = start_proxy(backend, access=["--allow-cn", "client"], creds=_creds(pki, sni_cert),
+                        prefix=prefix, env=tg_daemon.preload_env("nosniext"))
+    ctx = _ctx(pki)
+    plain = [peer_str(_echo(proxy, ctx, "localhost").local) for _ in range(2)]
+    refused = try_echo(proxy.addr, ctx, server_hostname="new_server",
+                       timeout=5 * tg_daemon.slow_factor())
+    assert not refused.handshake_ok and "ILLEGAL_PARAMETER" in str(refused.error), refused
+
+    def records():
+        if not os.path.exists(out):
+            return []
+        with open(out) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def messages(phrase):
+        return [r for r in records() if phrase in r.get("MESSAGE", "")]
+
+    assert tg_daemon.wait_until(lambda: messages("disallowed SNI"),
+                                5 * tg_daemon.slow_factor()), records()
+    warnings = messages("does not let tlsgate parse the server name")
+    assert len(warnings) == 1 and warnings[0]["PRIORITY"] == "4", records()
+    opened = {r["TLSGATE_PEER"]: r for r in messages("opening pipe")}
+    for peer in plain:
+        assert opened[peer].get("TLSGATE_SNI") == "localhost", opened
+
+
 # ---------------------------------------------------------------------------
 # The status port (HTTPS)
 def _https_status(addr, pki, name, version):
@@ -254,4 +287,19 @@ def test_near_misses(start_proxy, backend, pki, sni_cert, version):
         ee = f.body(raw.HS_ENCRYPTED_EXTENSIONS)
         assert ee is None or raw.EXT_SERVER_NAME not in raw.parse_extensions(ee), what
     assert backend.accepted == 0
+    assert proxy.running()
+
+
+def test_hello_retry_request(start_proxy, backend, pki, sni_cert):
+    """TLS 1.3 with no key share: the server asks again (HelloRetryRequest)
+    and parses the name of the second ClientHello too."""
+    proxy = _start(start_proxy, backend, pki, sni_cert)
+    timeout = 3 * tg_daemon.slow_factor()
+    for name in NAMES:
+        ch = raw.ClientHello("1.3", sni=name, key_shares=[])
+        with raw.RawTLS(proxy.addr, timeout=timeout) as t:
+            f = t.hello(ch, timeout=timeout)
+            assert f.hrr, "%s: %r" % (name, f)
+            f = t.hello(ch.retry(f), timeout=timeout)
+            assert _served(f), "%s after the HelloRetryRequest: %r" % (name, f)
     assert proxy.running()

@@ -203,7 +203,7 @@ static void test_session_takes_over(void) {
                 return;
         builtin = gnutls_ext_get_name2(s, 0, GNUTLS_EXT_MANDATORY);
         CHECK_STR_EQ(builtin, "Server Name Indication");
-        CHECK_INT_EQ(sni_session_enable(s), 0);
+        sni_session_enable(s);
         CHECK(!streq_ptr(gnutls_ext_get_name2(s, 0, GNUTLS_EXT_MANDATORY), builtin));
         /* No ClientHello yet: no name. */
         sni_session_get(s, name);
