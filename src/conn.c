@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "proxy-protocol.h"
 #include "util.h"
+#include "sni.h"
 #include "verify-cache.h"
 
 /* What one read from the target may bring: four full TLS records' worth,
@@ -79,7 +80,7 @@ struct Conn {
         bool recv_wants_write;  /* a TLS read must write first (key update) */
         bool client_fin;        /* the client's TCP FIN, kept from GnuTLS (conn_pull()) */
 
-        char sni[GATE_SNI_MAX + 1];
+        char sni[SNI_NAME_MAX + 1];     /* as the client sent it; "" for none */
         char peer[INET6_ADDRSTRLEN + 16];
         char id_str[24];
         char *client_cn;
@@ -377,9 +378,8 @@ static int conn_setup_c2t(Conn *c) {
         };
         struct sockaddr_storage src, dst;
         socklen_t src_len = sizeof src, dst_len = sizeof dst;
-        char sni[256];
-        size_t sni_len = sizeof sni, size = 0;
-        unsigned sni_type = 0, n_peers = 0;
+        size_t size = 0;
+        unsigned n_peers = 0;
         gnutls_datum_t alpn = {};
         const gnutls_datum_t *peers = NULL;
         int r;
@@ -394,9 +394,8 @@ static int conn_setup_c2t(Conn *c) {
                 info.src = (const struct sockaddr *) &src, info.src_len = src_len;
                 info.dst = (const struct sockaddr *) &dst, info.dst_len = dst_len;
         }
-        if (gnutls_server_name_get(c->session, sni, &sni_len, &sni_type, 0) >= 0 &&
-            sni_type == GNUTLS_NAME_DNS)
-                info.authority = sni;
+        if (c->sni[0])
+                info.authority = c->sni;
         if (gnutls_alpn_get_selected_protocol(c->session, &alpn) >= 0)
                 info.alpn = alpn.data, info.alpn_len = alpn.size;
         info.tls_version = tls_version_name(gnutls_protocol_get_version(c->session));
@@ -758,11 +757,23 @@ allowed:
         conn_dial(c);
 }
 
+/* Takes the server name from the session once GnuTLS has parsed the
+ * ClientHello (src/sni.c): for TLSGATE_SNI, a probe's challenge and the
+ * PROXY header's authority. Kept when the session has none (yet). */
+static void conn_update_sni(Conn *c) {
+        char name[SNI_NAME_MAX + 1];
+
+        sni_session_get(c->session, name);
+        if (name[0])
+                memcpy(c->sni, name, sizeof name);
+}
+
 static void conn_handshake_step(Conn *c) {
         int r;
 
         for (unsigned i = 0; i < PUMP_ROUNDS_MAX; i++) {
                 r = gnutls_handshake(c->session);
+                conn_update_sni(c);
                 if (r == GNUTLS_E_SUCCESS) {
                         metrics_handshake_done(c->server->metrics, conn_age(c));
                         return conn_handshake_done(c);
@@ -1194,6 +1205,7 @@ static int on_client_hello(gnutls_session_t session, unsigned htype, unsigned wh
 static int on_post_client_hello(gnutls_session_t session) {
         Conn *c = gnutls_session_get_ptr(session);
 
+        conn_update_sni(c);
         if (c->gate == GATE_ACME_PROBE) {
                 /* After a HelloRetryRequest this runs again, but GnuTLS keeps
                  * the certificate it retrieved the first time: swapping (and
@@ -1262,6 +1274,8 @@ static int conn_setup_session(Conn *c) {
         if (r < 0)
                 return errno_from_gnutls(r);
         gnutls_session_set_ptr(c->session, c);
+        /* Server names with '_' are accepted (src/sni.c). */
+        sni_session_enable(c->session);
         r = gnutls_priority_set(c->session, cr->priority);
         if (r >= 0)
                 r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, cr->x509);

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "manager.h"
 #include "metrics.h"
+#include "sni.h"
 #include "status.h"
 #include "util.h"
 
@@ -773,6 +774,8 @@ static int sc_setup_tls(StatusConn *c) {
         if (r < 0)
                 return errno_from_gnutls(r);
         gnutls_session_set_ptr(c->session, c);
+        /* Server names with '_', as on the serving port (src/sni.c). */
+        sni_session_enable(c->session);
         r = gnutls_priority_set(c->session, c->creds->priority);
         if (r >= 0)
                 r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, s->x509);

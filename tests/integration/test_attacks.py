@@ -300,6 +300,7 @@ SNI_CASES = [
     ("upper-case", DOMAIN.upper()),
     ("overlong-300", "a" * 300),  # longer than a DNS name: the gate ignores it
     ("ip-literal", "127.0.0.1"),
+    ("underscore", "my_api.example"),  # accepted since issue 12 (src/sni.c)
 ]
 
 

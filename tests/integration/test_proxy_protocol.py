@@ -391,3 +391,16 @@ def test_certificate_too_large_is_refused_not_truncated(start_proxy, pp2_backend
     # certificate into a TLS 1.3 session ticket either, and refuses the TLS
     # 1.2 handshake. Only the header's refusal is checked here.)
 
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_authority_with_underscore(start_proxy, pp2_backend, ctx_for, pki, version):
+    """A server name with '_' (a container's host name) is served and passed
+    on as sent in the authority TLV (src/sni.c; GnuTLS alone refuses it)."""
+    b = pp2_backend()
+    proxy = start_proxy(b, extra=["--proxy-protocol-mode=tls"])
+    ctx = ctx_for(pki.client, version=version)
+    ctx.check_hostname = False  # the test server certificate names localhost only
+    for name in ("new_server", "my_api", "a_b.example"):
+        _, rec = _one(proxy, b, ctx, server_hostname=name)
+        assert dict(rec.header["tlvs"])[TYPE_AUTHORITY] == name.encode()
