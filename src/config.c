@@ -320,7 +320,7 @@ static const Option options[] = {
           N_("Check the backend for /_status with a GET of this http(s) URL (2xx is healthy) "
              "instead of a TCP connect to --target."), NULL },
         { "metrics-prefix", OPTION_STRING, OPTION_NONEMPTY, CFG(metrics_prefix), NULL, "PREFIX",
-          N_("Prefix of the metric names on /_metrics."), "tlsgate" },
+          N_("Prefix of the metric names on /_metrics."), "ghostunnel" },
         { "enable-shutdown", OPTION_BOOL, 0, CFG(enable_shutdown), NULL, NULL,
           N_("Shut down gracefully, as on SIGTERM, on POST /_shutdown to the status port."),
           NULL },

@@ -87,7 +87,7 @@ typedef struct Config {
         bool status_set;
         bool status_http;             /* plain HTTP: http://HOST:PORT, unix:PATH, systemd:NAME */
         char *target_status;          /* backend check URL; NULL: TCP connect to --target */
-        char *metrics_prefix;         /* default "tlsgate" */
+        char *metrics_prefix;         /* default "ghostunnel", as in Ghostunnel */
         bool enable_shutdown;         /* POST /_shutdown */
 } Config;
 

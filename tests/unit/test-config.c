@@ -1288,7 +1288,7 @@ static void test_status_flags(void) {
 
         config_init(&c);
         CHECK(!c.status_set && !c.target_status && !c.enable_shutdown);
-        CHECK_STR_EQ(c.metrics_prefix, "tlsgate");
+        CHECK_STR_EQ(c.metrics_prefix, "ghostunnel"); /* as in Ghostunnel */
         CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--status=localhost:9090")), 0);
         CHECK(c.status_set && c.status.kind == ADDRESS_TCP && !c.status_http);
         CHECK_STR_EQ(c.status.port, "9090");
