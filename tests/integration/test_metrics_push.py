@@ -6,6 +6,7 @@ an http.server that records the POSTs and a TCP listener that parses the
 lines. Receivers that are down, come back, or hang are logged once per change
 and never hold up the proxy.
 """
+import base64
 import http.server as http_server
 import json
 import re
@@ -303,6 +304,24 @@ def test_metrics_url_http_error_is_a_failure(start_proxy, backend, post_receiver
     assert "HTTP status 503" in line, line
     post_receiver.status = 204
     t.wait_log("metrics post to %s works again" % url, timeout=5)
+
+
+def test_metrics_url_password_reaches_the_receiver_not_the_log(start_proxy, backend,
+                                                               post_receiver):
+    """user:password in the URL is HTTP basic authentication for the
+    receiver; no log line shows the password, not even at debug level."""
+    url = post_receiver.url("/m").replace("http://", "http://metrics:s3cret@")
+    shown = post_receiver.url("/m").replace("http://", "http://metrics@")
+    t = start_proxy(backend, extra=["--metrics-url", url, "--metrics-interval", "300ms"],
+                    env={"TLSGATE_LOG_LEVEL": "debug"})
+    t.wait_log("posting metrics to %s every 300ms" % shown)
+    post = post_receiver.wait_for(lambda p: True, slow(5))
+    assert post["headers"]["Authorization"] == \
+        "Basic " + base64.b64encode(b"metrics:s3cret").decode(), post["headers"]
+    post_receiver.status = 401
+    t.wait_log("metrics post to %s failed: HTTP status 401" % shown, timeout=5)
+    assert t.find_log("HTTP POST %s" % shown), t.log()      # the client's debug line
+    assert "s3cret" not in t.log(), t.log()
 
 
 def test_metrics_url_https_is_verified_against_cacert(start_proxy, backend, pki):
