@@ -214,6 +214,25 @@ static int set_status(Config *c, const char *flag, const char *value, char **ret
         return 0;
 }
 
+/* --metrics-graphite: HOST:PORT of a Graphite server (TCP), as Ghostunnel
+ * takes it; resolved once at start-up. */
+static int set_metrics_graphite(Config *c, const char *flag, const char *value,
+                                char **ret_error) {
+        const Address *a = &c->metrics_graphite;
+        int r;
+
+        r = set_address(&c->metrics_graphite, &c->metrics_graphite_set, false, flag, value,
+                        ret_error);
+        if (r < 0)
+                return r;
+        if (a->kind != ADDRESS_TCP || strempty(a->host)[0] == '\0' || streq(a->port, "0"))
+                return error_set(ret_error, -EINVAL,
+                              _("--%s: \"%s\" must be HOST:PORT of a Graphite server, with a "
+                                "host and a port other than 0"),
+                              flag, value);
+        return 0;
+}
+
 static int set_proxy_protocol_mode(Config *c, const char *flag, const char *value,
                                    char **ret_error) {
         if (proxy_mode_from_string(value, &c->proxy_protocol_mode) < 0)
@@ -363,7 +382,17 @@ static const Option options[] = {
           N_("Check the backend for /_status with a GET of this http(s) URL (2xx is healthy) "
              "instead of a TCP connect to --target."), NULL },
         { "metrics-prefix", OPTION_STRING, OPTION_NONEMPTY, CFG(metrics_prefix), NULL, "PREFIX",
-          N_("Prefix of the metric names on /_metrics."), "tlsgate" },
+          N_("Prefix of the metric names on /_metrics and in what --metrics-url and "
+             "--metrics-graphite send."), "ghostunnel" },
+        { "metrics-url", OPTION_PATH, 0, CFG(metrics_url), NULL, "URL",
+          N_("POST the metrics as JSON (as /_metrics serves them) to this http(s) URL every "
+             "--metrics-interval."), NULL },
+        { "metrics-graphite", OPTION_SETTER, 0, 0, set_metrics_graphite, "ADDR",
+          N_("Send the metrics to the Graphite server at HOST:PORT (plaintext protocol over "
+             "TCP) every --metrics-interval."), NULL },
+        { "metrics-interval", OPTION_DURATION, OPTION_NONZERO, CFG(metrics_interval), NULL,
+          "DURATION", N_("How often --metrics-url and --metrics-graphite send the metrics."),
+          "30s" },
         { "enable-shutdown", OPTION_BOOL, 0, CFG(enable_shutdown), NULL, NULL,
           N_("Shut down gracefully, as on SIGTERM, on POST /_shutdown to the status port."),
           NULL },
@@ -564,6 +593,8 @@ void config_done(Config *c) {
         address_done(&c->status);
         free(c->target_status);
         free(c->metrics_prefix);
+        free(c->metrics_url);
+        address_done(&c->metrics_graphite);
         *c = (Config) {};
 }
 
@@ -1213,6 +1244,9 @@ static bool setter_equal(const Option *o, const Config *a, const Config *b) {
                 return a->proxy_protocol_mode == b->proxy_protocol_mode;
         if (o->set == set_threads)
                 return a->threads == b->threads;
+        if (o->set == set_metrics_graphite)
+                return a->metrics_graphite_set == b->metrics_graphite_set &&
+                       streq_ptr(a->metrics_graphite.spec, b->metrics_graphite.spec);
         return false;
 }
 
@@ -1540,6 +1574,9 @@ static int validate_status(const Config *c, char **ret_error) {
                               _("--metrics-prefix: \"%s\" must start with a letter, '_' or ':' and "
                                 "hold at most 64 letters, digits, '_', ':', '.' or '-'"),
                               c->metrics_prefix);
+        if (c->metrics_url && !acme_url_ok(c->metrics_url))
+                return error_set(ret_error, -EINVAL, _("--metrics-url: \"%s\" is not an http(s) URL"),
+                              c->metrics_url);
         if (c->status_set && c->listen_set && status_conflicts(&c->status, &c->listen))
                 return error_set(ret_error, -EINVAL,
                               _("--status %s: must not use the port, path or socket name of --listen"),

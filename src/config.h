@@ -100,7 +100,14 @@ typedef struct Config {
         bool status_set;
         bool status_http;             /* plain HTTP: http://HOST:PORT, unix:PATH, systemd:NAME */
         char *target_status;          /* backend check URL; NULL: TCP connect to --target */
-        char *metrics_prefix;         /* default "tlsgate" */
+        char *metrics_prefix;         /* default "ghostunnel", as in Ghostunnel */
+        /* Metrics pushed every metrics_interval (metrics-push.c): the JSON of
+         * /_metrics POSTed to metrics_url, the Graphite plaintext protocol to
+         * metrics_graphite (HOST:PORT). */
+        char *metrics_url;            /* NULL: no POST */
+        Address metrics_graphite;
+        bool metrics_graphite_set;
+        usec_t metrics_interval;      /* default 30s, never 0 */
         bool enable_shutdown;         /* POST /_shutdown */
 } Config;
 

@@ -364,16 +364,20 @@ static void request_finish(HttpRequestHandle *h, int error, const char *message)
                 .headers = h->headers,
                 .n_headers = h->n_headers,
         };
+        _cleanup_free_ char *shown = NULL;
         const char *url = NULL;
 
         (void) curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &response.status);
         (void) curl_easy_getinfo(h->easy, CURLINFO_EFFECTIVE_URL, &url);
+        /* A password in the URL (--metrics-url) stays out of the log. */
+        if (url)
+                (void) http_url_for_log(url, &shown);
         if (error < 0)
                 log_debug_errno(error, "HTTP %s %s failed: %s", http_method_to_string(h->method),
-                                strempty(url), strempty(message));
+                                strempty(shown), strempty(message));
         else
                 log_debug("HTTP %s %s: %ld, %zu bytes", http_method_to_string(h->method),
-                          strempty(url), response.status, response.body_size);
+                          strempty(shown), response.status, response.body_size);
 
         /* Out of the multi handle first, so that the callback may do anything. */
         request_detach(h);
@@ -590,6 +594,16 @@ int http_client_new(sd_event *e, HttpClient **ret) {
         return 0;
 }
 
+int http_client_set_ca_file(HttpClient *c, const char *path) {
+        char *copy = strdup(path);
+
+        if (!copy)
+                return -ENOMEM;
+        free(c->ca_file);
+        c->ca_file = copy;
+        return 0;
+}
+
 static void client_destroy(HttpClient *c) {
         while (c->requests)
                 request_free(c->requests);
@@ -797,6 +811,34 @@ void http_request_cancel(HttpRequestHandle *h) {
         if (!h || h->completing)
                 return;
         request_free(h);
+}
+
+int http_url_for_log(const char *url, char **ret) {
+        _cleanup_free_ char *copy = NULL;
+        char *password = NULL, *stripped = NULL;
+        CURLUcode uc;
+        CURLU *u;
+
+        u = curl_url();
+        if (!u)
+                return -ENOMEM;
+        /* Without a password (or unparsable: then check_url() refuses it
+         * anyway), the URL stays exactly as the user wrote it. */
+        uc = curl_url_set(u, CURLUPART_URL, url, 0);
+        if (uc == CURLUE_OK && curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK &&
+            curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) == CURLUE_OK)
+                (void) curl_url_get(u, CURLUPART_URL, &stripped, 0);
+        /* Never the password: only a URL without one is copied as given. */
+        copy = stripped || !password ? strdup(stripped ?: url) : NULL;
+        if (password)
+                explicit_bzero(password, strlen(password));
+        curl_free(password);
+        curl_free(stripped);
+        curl_url_cleanup(u);
+        if (!copy)
+                return -ENOMEM;
+        *ret = TAKE_PTR(copy);
+        return 0;
 }
 
 const char *http_response_header_next(const HttpResponse *r, const char *name, size_t *iter) {

@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* HTTP(S) requests for ACME and OCSP: libcurl's multi interface driven by
- * the sd_event loop, so that no request ever blocks it. curl's sockets
- * become sd_event I/O sources and its single timeout one sd_event timer; a
- * finished request calls its callback from the loop.
+/* HTTP(S) requests for ACME, OCSP, the backend check and --metrics-url:
+ * libcurl's multi interface driven by the sd_event loop, so that no request
+ * ever blocks it. curl's sockets become sd_event I/O sources and its single
+ * timeout one sd_event timer; a finished request calls its callback from the
+ * loop.
  *
  * TLS uses libcurl's defaults (the system trust store, peer and host name
  * verification on). When SSL_CERT_FILE is set in the environment at
  * http_client_new() time, that PEM bundle replaces the default trust store
  * (CURLOPT_CAINFO): this is how tests trust a private CA such as Pebble's.
+ * http_client_set_ca_file() gives one client a bundle of its own instead
+ * (--metrics-url trusts --cacert, as Ghostunnel does).
  * libcurl's proxy variables (https_proxy, no_proxy, ...) apply as usual.
  *
  * curl_global_init() is handled here: the first live HttpClient initializes
@@ -91,6 +94,9 @@ typedef struct HttpResponse {
 typedef void (*http_callback_t)(const HttpResponse *response, void *userdata);
 
 int http_client_new(sd_event *e, HttpClient **ret);
+/* For this client's requests from now on, the PEM bundle at path replaces
+ * the trust store (and SSL_CERT_FILE). Returns 0 or -ENOMEM. */
+int http_client_set_ca_file(HttpClient *c, const char *path);
 /* Cancels every pending request WITHOUT calling its callback, like
  * http_request_cancel(); handles of pending requests become invalid. */
 HttpClient *http_client_free(HttpClient *c);
@@ -107,6 +113,10 @@ int http_request(HttpClient *c, const HttpRequest *req, http_callback_t cb, void
 
 /* Aborts a pending request; its callback is not called. NULL is a no-op. */
 void http_request_cancel(HttpRequestHandle *h);
+
+/* url for a log message: without its password when it has one (user@ is
+ * kept), else as given. Returns 0 or -ENOMEM; *ret is malloc'ed. */
+int http_url_for_log(const char *url, char **ret);
 
 /* The value of the first header with that name (case-insensitive), or NULL. */
 const char *http_response_header(const HttpResponse *r, const char *name);

@@ -197,8 +197,8 @@ int listener_open(const Address *a, int *ret_fd, char **ret_unlink_path, char **
         }
 }
 
-int target_resolve(const Address *a, struct sockaddr_storage *ret, socklen_t *ret_len,
-                   char **ret_error) {
+int address_resolve(const Address *a, const char *flag, struct sockaddr_storage *ret,
+                    socklen_t *ret_len, char **ret_error) {
         struct addrinfo hints = {
                 .ai_socktype = SOCK_STREAM,
                 .ai_flags = AI_NUMERICSERV,
@@ -209,8 +209,8 @@ int target_resolve(const Address *a, struct sockaddr_storage *ret, socklen_t *re
                 struct sockaddr_un un;
                 socklen_t len;
                 if (sockaddr_un_fill(a->path, &un, &len) < 0)
-                        return error_set(ret_error, -ENAMETOOLONG, _("--target %s: socket path too long"),
-                                    a->spec);
+                        return error_set(ret_error, -ENAMETOOLONG, _("%s %s: socket path too long"),
+                                    flag, a->spec);
                 memset(ret, 0, sizeof *ret);
                 memcpy(ret, &un, len);
                 *ret_len = len;
@@ -220,8 +220,8 @@ int target_resolve(const Address *a, struct sockaddr_storage *ret, socklen_t *re
          * stall every connection. */
         r = getaddrinfo(a->host, a->port, &hints, &res);
         if (r != 0)
-                return error_set(ret_error, -EADDRNOTAVAIL, _("--target %s: cannot resolve: %s"), a->spec,
-                            gai_strerror(r));
+                return error_set(ret_error, -EADDRNOTAVAIL, _("%s %s: cannot resolve: %s"), flag,
+                            a->spec, gai_strerror(r));
         /* "localhost" maps to both ::1 and 127.0.0.1; backends most often
          * listen on the IPv4 one, so an IPv4 address wins as in the listener. */
         struct addrinfo *ai = res;
@@ -234,4 +234,9 @@ int target_resolve(const Address *a, struct sockaddr_storage *ret, socklen_t *re
         *ret_len = ai->ai_addrlen;
         freeaddrinfo(res);
         return 0;
+}
+
+int target_resolve(const Address *a, struct sockaddr_storage *ret, socklen_t *ret_len,
+                   char **ret_error) {
+        return address_resolve(a, "--target", ret, ret_len, ret_error);
 }

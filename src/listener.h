@@ -13,6 +13,11 @@
  * errno and a malloc'ed message naming the address and the problem. */
 int listener_open(const Address *a, int *ret_fd, char **ret_unlink_path, char **ret_error);
 
-/* Resolves a target address (at start-up, once) into a sockaddr. */
+/* Resolves an address to connect to (at start-up, once: the lookup blocks)
+ * into a sockaddr; an IPv4 address wins when a name has both. Errors name
+ * flag ("--target") and the address. */
+int address_resolve(const Address *a, const char *flag, struct sockaddr_storage *ret,
+                    socklen_t *ret_len, char **ret_error);
+/* address_resolve() for --target. */
 int target_resolve(const Address *a, struct sockaddr_storage *ret, socklen_t *ret_len,
                    char **ret_error);

@@ -11,10 +11,37 @@
 #include "log.h"
 #include "manager.h"
 #include "pkcs11.h"
+#include "metrics-push.h"
 #include "status.h"
 
 unsigned manager_n_conns(Manager *m) {
         return worker_pool_n_conns(m->workers);
+}
+
+void manager_metrics(const Manager *m, Metrics *sum, MetricsExtra *ret_extra) {
+        /* The main thread is the only one that replaces the credential: it
+         * reads it without the lock. */
+        const CertBundle *b = m->current.creds ? m->current.creds->bundle : NULL;
+        MetricsExtra x = {};
+
+        worker_pool_metrics(m->workers, sum);
+        if (b) {
+                x.has_cert = true;
+                x.cert_expiry_seconds = (int64_t) b->not_after - (int64_t) time(NULL);
+        }
+        if (m->renewer) {
+                RenewerStats st;
+
+                renewer_get_stats(m->renewer, &st);
+                x.acme = true;
+                x.acme_renewals = st.obtained;
+                x.acme_renewal_failures = st.failures;
+        }
+        *ret_extra = x;
+}
+
+static void on_metrics_collect(Metrics *sum, MetricsExtra *extra, void *userdata) {
+        manager_metrics(userdata, sum, extra);
 }
 
 void manager_notify_status(Manager *m) {
@@ -271,6 +298,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         status_server_free(m->status);
+        metrics_pusher_free(m->metrics_push);
         /* Joins the serving threads, closing what they still hold. */
         m->workers = worker_pool_free(m->workers);
         manager_close_listener(m);
@@ -337,6 +365,11 @@ int manager_start(Manager *m, char **ret_error) {
                 manager_ocsp_follow(m, false);
         }
         r = target_resolve(&m->config.target, &m->server.target, &m->server.target_len, ret_error);
+        if (r < 0)
+                return r;
+        /* Resolves --metrics-graphite; the first push is an interval away. */
+        r = metrics_pusher_new(m->event, &m->config, on_metrics_collect, m, &m->metrics_push,
+                               ret_error);
         if (r < 0)
                 return r;
 

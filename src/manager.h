@@ -59,6 +59,8 @@ typedef struct Manager {
 
         /* --status (src/status.c); the counters it serves are the workers'. */
         struct StatusServer *status;
+        /* --metrics-url, --metrics-graphite (src/metrics-push.c). */
+        struct MetricsPusher *metrics_push;
 } Manager;
 
 /* Takes ownership of *config (it is moved into the manager). On failure
@@ -83,6 +85,11 @@ void manager_notify_status(Manager *m);
 
 /* Connections open now, on all serving threads. */
 unsigned manager_n_conns(Manager *m);
+
+/* What /_metrics and the pushes report: every serving thread's counters
+ * added to sum (metrics_init() done by the caller), and the certificate's
+ * and the renewer's figures in *ret_extra. */
+void manager_metrics(const Manager *m, Metrics *sum, MetricsExtra *ret_extra);
 
 /* After the served bundle changed (start, reload, renewal): lets the OCSP
  * stapler follow it, and serves its stapled copy when it has one for the

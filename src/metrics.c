@@ -262,6 +262,7 @@ bool metrics_prefix_valid(const char *prefix) {
 typedef enum EntryKind {
         KIND_COUNTER,
         KIND_GAUGE,
+        KIND_UPDOWN,    /* a gauge, but a go-metrics Counter (Inc/Dec) in Ghostunnel */
         KIND_TIMER,
 } EntryKind;
 
@@ -279,7 +280,7 @@ static size_t metrics_entries(const Metrics *m, const MetricsExtra *x, Entry *e)
         size_t n = 0;
 
 #define ADD(n_, k_, h_, v_, t_) e[n++] = (Entry) { n_, k_, h_, (int64_t) (v_), t_ }
-        ADD("conn.open", KIND_GAUGE, "Connections open now.", m->open, NULL);
+        ADD("conn.open", KIND_UPDOWN, "Connections open now.", m->open, NULL);
         ADD("accept.total", KIND_COUNTER, "Connections accepted.", m->accept_total, NULL);
         ADD("accept.success", KIND_COUNTER,
             "Connections that completed the handshake and authorization and reached the target.",
@@ -451,6 +452,7 @@ static void prom_entry(FILE *f, const char *prefix, const Entry *e) {
         static const char *const types[] = {
                 [KIND_COUNTER] = "counter",
                 [KIND_GAUGE] = "gauge",
+                [KIND_UPDOWN] = "gauge",
                 [KIND_TIMER] = "histogram",
         };
         const MetricsTimer *t = e->timer;
@@ -494,6 +496,137 @@ int metrics_render_prometheus(const Metrics *m, const MetricsExtra *x, const cha
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++)
                 prom_entry(f, prefix, &e[i]);
+        if (ferror(f) | fclose(f)) {
+                free(buf);
+                return -ENOMEM;
+        }
+        *ret = buf;
+        return 0;
+}
+
+/* --- Graphite -------------------------------------------------------------- */
+
+void metrics_rates_init(MetricsRates *r, usec_t now) {
+        *r = (MetricsRates) { .start = now, .last = now };
+}
+
+static void rate_update(MetricsRate *rate, uint64_t count, double seconds) {
+        double instant = (double) (count - rate->count) / seconds;
+        struct {
+                double *avg;
+                double minutes;
+        } avgs[] = { { &rate->m1, 1 }, { &rate->m5, 5 }, { &rate->m15, 15 } };
+
+        /* go-metrics' EWMA: the first tick sets the rate, each further one
+         * moves it by alpha = 1 - e^(-tick / window) towards the tick's own. */
+        for (size_t i = 0; i < ELEMENTSOF(avgs); i++) {
+                double alpha = 1.0 - exp(-seconds / (60.0 * avgs[i].minutes));
+
+                if (rate->primed)
+                        *avgs[i].avg += alpha * (instant - *avgs[i].avg);
+                else
+                        *avgs[i].avg = instant;
+        }
+        rate->count = count;
+        rate->primed = true;
+}
+
+void metrics_rates_update(MetricsRates *r, const Metrics *m, usec_t now) {
+        double seconds;
+
+        if (now <= r->last)
+                return;
+        seconds = (double) (now - r->last) / (double) USEC_PER_SEC;
+        rate_update(&r->handshake, m->handshake.count, seconds);
+        rate_update(&r->lifetime, m->lifetime.count, seconds);
+        r->last = now;
+}
+
+/* go-metrics' SampleStdDev of the recent observations, in usec. */
+static double stddev_recent(const MetricsTimer *t) {
+        double mean = 0, sum = 0;
+
+        if (t->n_recent == 0)
+                return 0;
+        for (unsigned i = 0; i < t->n_recent; i++)
+                mean += (double) t->recent[i];
+        mean /= t->n_recent;
+        for (unsigned i = 0; i < t->n_recent; i++)
+                sum += ((double) t->recent[i] - mean) * ((double) t->recent[i] - mean);
+        return sqrt(sum / t->n_recent);
+}
+
+static void graphite_timer(FILE *f, const char *prefix, const Entry *e, const MetricsRate *rate,
+                           double mean_rate, double interval, int64_t now) {
+        static const struct {
+                const char *key;
+                double p;
+        } pct[] = {
+                { "50", 0.5 }, { "75", 0.75 }, { "95", 0.95 }, { "99", 0.99 }, { "999", 0.999 },
+        };
+        const MetricsTimer *t = e->timer;
+        usec_t sorted[METRICS_RESERVOIR];
+        bool any = t->count > 0;
+
+        /* In nanoseconds, go-metrics-graphite's default unit. */
+        fprintf(f, "%s.%s.count %" PRIu64 " %" PRId64 "\n", prefix, e->name, t->count, now);
+        fprintf(f, "%s.%s.count_ps %.2f %" PRId64 "\n", prefix, e->name,
+                (double) t->count / interval, now);
+        fprintf(f, "%s.%s.min %" PRIu64 " %" PRId64 "\n", prefix, e->name,
+                any ? t->min * 1000 : 0, now);
+        fprintf(f, "%s.%s.max %" PRIu64 " %" PRId64 "\n", prefix, e->name,
+                any ? t->max * 1000 : 0, now);
+        fprintf(f, "%s.%s.mean %.2f %" PRId64 "\n", prefix, e->name,
+                any ? (double) t->sum / (double) t->count * 1000.0 : 0, now);
+        fprintf(f, "%s.%s.std-dev %.2f %" PRId64 "\n", prefix, e->name,
+                stddev_recent(t) * 1000.0, now);
+        memcpy(sorted, t->recent, t->n_recent * sizeof(usec_t));
+        qsort(sorted, t->n_recent, sizeof(usec_t), cmp_usec);
+        for (size_t i = 0; i < ELEMENTSOF(pct); i++)
+                fprintf(f, "%s.%s.%s-percentile %.2f %" PRId64 "\n", prefix, e->name, pct[i].key,
+                        percentile_sorted(sorted, t->n_recent, pct[i].p) * 1000.0, now);
+        fprintf(f, "%s.%s.one-minute %.2f %" PRId64 "\n", prefix, e->name, rate->m1, now);
+        fprintf(f, "%s.%s.five-minute %.2f %" PRId64 "\n", prefix, e->name, rate->m5, now);
+        fprintf(f, "%s.%s.fifteen-minute %.2f %" PRId64 "\n", prefix, e->name, rate->m15, now);
+        fprintf(f, "%s.%s.mean-rate %.2f %" PRId64 "\n", prefix, e->name, mean_rate, now);
+}
+
+int metrics_render_graphite(const Metrics *m, const MetricsExtra *x, const MetricsRates *r,
+                            const char *prefix, usec_t interval, int64_t now, char **ret) {
+        Entry e[ENTRIES_MAX];
+        size_t n = metrics_entries(m, x, e), size = 0;
+        double seconds = (double) MAX(interval, (usec_t) 1) / (double) USEC_PER_SEC;
+        double running = (double) (r->last - r->start) / (double) USEC_PER_SEC;
+        char *buf = NULL;
+        FILE *f;
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                switch (e[i].kind) {
+                case KIND_COUNTER:
+                case KIND_UPDOWN:
+                        /* count_ps is the whole count over the flush interval,
+                         * as go-metrics-graphite computes it: not a rate. */
+                        fprintf(f, "%s.%s.count %" PRId64 " %" PRId64 "\n", prefix, e[i].name,
+                                e[i].value, now);
+                        fprintf(f, "%s.%s.count_ps %.2f %" PRId64 "\n", prefix, e[i].name,
+                                (double) e[i].value / seconds, now);
+                        break;
+                case KIND_GAUGE:
+                        fprintf(f, "%s.%s.value %" PRId64 " %" PRId64 "\n", prefix, e[i].name,
+                                e[i].value, now);
+                        break;
+                case KIND_TIMER: {
+                        const MetricsRate *rate = e[i].timer == &m->handshake ? &r->handshake
+                                                                               : &r->lifetime;
+                        double mean_rate = running > 0 ? (double) e[i].timer->count / running : 0;
+
+                        graphite_timer(f, prefix, &e[i], rate, mean_rate, seconds, now);
+                        break;
+                }
+                }
         if (ferror(f) | fclose(f)) {
                 free(buf);
                 return -ENOMEM;

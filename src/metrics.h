@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Connection counters and timers, and their two renderings: Ghostunnel's
+/* Connection counters and timers, and their three renderings: Ghostunnel's
  * JSON list of {timestamp, metric, value, hostname} (go-sq-metrics' shape,
  * dotted names, timers in nanoseconds expanded to count, min, max, mean and
- * percentiles) and the Prometheus text format 0.0.4 (underscored names,
- * counters and gauges, timers as histograms in seconds). Pure: no clock, no
+ * percentiles), the Prometheus text format 0.0.4 (underscored names,
+ * counters and gauges, timers as histograms in seconds) and the Graphite
+ * plaintext protocol as go-metrics-graphite writes it. Pure: no clock, no
  * I/O; the caller passes durations, the time and the host name.
  *
  * The update functions are what conn.c calls at its transitions; each
@@ -94,6 +95,36 @@ int metrics_render_json(const Metrics *m, const MetricsExtra *x, const char *pre
  * turned into '_'. Returns 0 or -ENOMEM; *ret is malloc'ed. */
 int metrics_render_prometheus(const Metrics *m, const MetricsExtra *x, const char *prefix,
                               char **ret);
+
+/* What go-metrics' timers add in Graphite: observations per second as
+ * moving averages over 1, 5 and 15 minutes and since the start. The caller
+ * keeps a MetricsRates across pushes and updates it before each one. */
+typedef struct MetricsRate {
+        uint64_t count;                 /* observations at the last update */
+        double m1, m5, m15;             /* per second */
+        bool primed;                    /* updated once: the averages hold a value */
+} MetricsRate;
+
+typedef struct MetricsRates {
+        usec_t start;                   /* CLOCK_MONOTONIC when counting began */
+        usec_t last;                    /* ... at the last update */
+        MetricsRate handshake, lifetime;
+} MetricsRates;
+
+void metrics_rates_init(MetricsRates *r, usec_t now);
+/* Folds the observations since the last update into the averages, as
+ * go-metrics' EWMA does per tick, with the time since then as the tick. */
+void metrics_rates_update(MetricsRates *r, const Metrics *m, usec_t now);
+
+/* The Graphite plaintext protocol, one "PREFIX.NAME.FIELD VALUE NOW\n" per
+ * value, as go-metrics-graphite writes Ghostunnel's registry: counters as
+ * .count and .count_ps (the count divided by interval, in seconds), gauges as
+ * .value, timers in nanoseconds as .count, .count_ps, .min, .max, .mean,
+ * .std-dev, .50/75/95/99/999-percentile, .one-minute, .five-minute,
+ * .fifteen-minute and .mean-rate (rates from r, per second). conn.open is a
+ * counter there, as in Ghostunnel. Returns 0 or -ENOMEM; *ret is malloc'ed. */
+int metrics_render_graphite(const Metrics *m, const MetricsExtra *x, const MetricsRates *r,
+                            const char *prefix, usec_t interval, int64_t now, char **ret);
 
 /* --metrics-prefix: letters, digits, '_', ':', '.' and '-', not starting
  * with a digit, '.' or '-', at most 64 bytes. */

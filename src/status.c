@@ -554,29 +554,15 @@ static void on_backend_checked(bool ok, const char *error, void *userdata) {
 
 static void sc_metrics(StatusConn *c, bool prometheus) {
         const Manager *m = c->server->manager;
-        const CertBundle *b = m->current.creds ? m->current.creds->bundle : NULL;
         _cleanup_free_ char *text = NULL;
-        MetricsExtra x = {};
+        MetricsExtra x;
         char hostname[256] = "unknown";
         Metrics sum;
         int r;
 
         /* Every serving thread's counters, added up. */
         metrics_init(&sum);
-        worker_pool_metrics(m->workers, &sum);
-
-        if (b) {
-                x.has_cert = true;
-                x.cert_expiry_seconds = (int64_t) b->not_after - (int64_t) time(NULL);
-        }
-        if (m->renewer) {
-                RenewerStats st;
-
-                renewer_get_stats(m->renewer, &st);
-                x.acme = true;
-                x.acme_renewals = st.obtained;
-                x.acme_renewal_failures = st.failures;
-        }
+        manager_metrics(m, &sum, &x);
         if (prometheus)
                 r = metrics_render_prometheus(&sum, &x, m->config.metrics_prefix, &text);
         else {

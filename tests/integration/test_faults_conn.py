@@ -54,7 +54,7 @@ def metrics(proxy, timeout=10):
 
 
 def open_conns(proxy):
-    return metrics(proxy)["tlsgate.conn.open"]
+    return metrics(proxy)["ghostunnel.conn.open"]
 
 
 def wait_open(proxy, n, timeout):

@@ -266,7 +266,8 @@ def test_backend_down_503_and_dial_error(start_proxy, pki):
     o = try_echo(t.addr, client_context(pki.ca.cert_path, pki.client))
     assert not o.echoed
     got = tg_daemon.wait_until(
-        lambda: metrics_json(t.status_addr, ctx=status_ctx(pki))[0]["tlsgate.dial.error"] == 1, 5)
+        lambda: metrics_json(t.status_addr, ctx=status_ctx(pki))[0]["ghostunnel.dial.error"] == 1,
+        5)
     assert got, metrics_json(t.status_addr, ctx=status_ctx(pki))[0]
 
 
@@ -332,7 +333,7 @@ def test_target_status_hanging_is_bounded(start_proxy, backend):
         t0 = time.monotonic()
         th.start()
         time.sleep(0.2)
-        assert metrics_json(t.status_addr)[0]["tlsgate.accept.total"] == 0
+        assert metrics_json(t.status_addr)[0]["ghostunnel.accept.total"] == 0
         assert time.monotonic() - t0 < 0.9, "metrics waited for the backend check"
         th.join(5)
         r, done = results[0]
@@ -378,7 +379,7 @@ def test_metrics_move_with_clients(start_proxy, backend, pki):
     t = start_status(start_proxy, backend, access=("--allow-cn", "client"))
     m, items = metrics_json(t.status_addr)
     for name in COUNTERS:
-        assert m["tlsgate." + name] == 0, (name, m)
+        assert m["ghostunnel." + name] == 0, (name, m)
     host = socket.gethostname()
     for i in items:
         assert sorted(i) == ["hostname", "metric", "timestamp", "value"], i
@@ -386,8 +387,8 @@ def test_metrics_move_with_clients(start_proxy, backend, pki):
         assert isinstance(i["timestamp"], int) and abs(i["timestamp"] - time.time()) < 5
     for timer in ("conn.handshake", "conn.lifetime"):
         for suffix in TIMER_SUFFIXES:
-            assert "tlsgate.%s.%s" % (timer, suffix) in m, (timer, suffix)
-    assert m["tlsgate.cert.expiry-seconds"] > 86400
+            assert "ghostunnel.%s.%s" % (timer, suffix) in m, (timer, suffix)
+    assert m["ghostunnel.cert.expiry-seconds"] > 86400
 
     allowed = try_echo(t.addr, client_context(pki.ca.cert_path, pki.client))
     assert allowed.echoed, allowed
@@ -395,40 +396,40 @@ def test_metrics_move_with_clients(start_proxy, backend, pki):
     assert not denied.echoed, denied
     nocert = try_echo(t.addr, client_context(pki.ca.cert_path, None))
     assert not nocert.echoed, nocert
-    wait_metric(t.status_addr, "tlsgate.accept.total", 3)
-    wait_metric(t.status_addr, "tlsgate.conn.open", 0)
+    wait_metric(t.status_addr, "ghostunnel.accept.total", 3)
+    wait_metric(t.status_addr, "ghostunnel.conn.open", 0)
 
     m, _ = metrics_json(t.status_addr)
-    assert m["tlsgate.accept.success"] == 1, m
-    assert m["tlsgate.accept.error"] == 2, m          # denied + no certificate
-    assert m["tlsgate.verify.cached"] == 0, m         # three different clients
-    assert m["tlsgate.accept.denied"] == 1, m
-    assert m["tlsgate.accept.timeout"] == 0, m
-    assert m["tlsgate.dial.error"] == 0, m
-    assert m["tlsgate.conn.handshake.count"] == 2, m  # completed: allowed and denied
-    assert m["tlsgate.conn.lifetime.count"] == 3, m
-    assert 0 < m["tlsgate.conn.handshake.min"] <= m["tlsgate.conn.handshake.max"] < 10 * 10**9
-    assert m["tlsgate.conn.handshake.min"] <= m["tlsgate.conn.handshake.mean"] <= \
-        m["tlsgate.conn.handshake.max"]
+    assert m["ghostunnel.accept.success"] == 1, m
+    assert m["ghostunnel.accept.error"] == 2, m        # denied + no certificate
+    assert m["ghostunnel.verify.cached"] == 0, m       # three different clients
+    assert m["ghostunnel.accept.denied"] == 1, m
+    assert m["ghostunnel.accept.timeout"] == 0, m
+    assert m["ghostunnel.dial.error"] == 0, m
+    assert m["ghostunnel.conn.handshake.count"] == 2, m  # completed: allowed and denied
+    assert m["ghostunnel.conn.lifetime.count"] == 3, m
+    assert 0 < m["ghostunnel.conn.handshake.min"] <= m["ghostunnel.conn.handshake.max"] < 10 * 10**9
+    assert m["ghostunnel.conn.handshake.min"] <= m["ghostunnel.conn.handshake.mean"] <= \
+        m["ghostunnel.conn.handshake.max"]
 
     # The same numbers in Prometheus' format, under both paths.
     for path in ("/_metrics/prometheus", "/_metrics?format=prometheus"):
         p, types = metrics_prom(t.status_addr, path)
-        assert p["tlsgate_accept_total"] == 3 and types["tlsgate_accept_total"] == "counter"
-        assert p["tlsgate_accept_success"] == 1
-        assert p["tlsgate_accept_error"] == 2
-        assert p["tlsgate_accept_denied"] == 1
-        assert p["tlsgate_conn_open"] == 0 and types["tlsgate_conn_open"] == "gauge"
-        assert types["tlsgate_conn_handshake_seconds"] == "histogram"
-        assert p["tlsgate_conn_handshake_seconds_count"] == 2
-        assert p['tlsgate_conn_handshake_seconds_bucket{le="+Inf"}'] == 2
-        assert p["tlsgate_conn_lifetime_seconds_count"] == 3
-        assert 0 < p["tlsgate_conn_handshake_seconds_sum"] < 20
-        assert p["tlsgate_cert_expiry_seconds"] > 86400
-        assert "tlsgate_acme_renewals" not in p
+        assert p["ghostunnel_accept_total"] == 3 and types["ghostunnel_accept_total"] == "counter"
+        assert p["ghostunnel_accept_success"] == 1
+        assert p["ghostunnel_accept_error"] == 2
+        assert p["ghostunnel_accept_denied"] == 1
+        assert p["ghostunnel_conn_open"] == 0 and types["ghostunnel_conn_open"] == "gauge"
+        assert types["ghostunnel_conn_handshake_seconds"] == "histogram"
+        assert p["ghostunnel_conn_handshake_seconds_count"] == 2
+        assert p['ghostunnel_conn_handshake_seconds_bucket{le="+Inf"}'] == 2
+        assert p["ghostunnel_conn_lifetime_seconds_count"] == 3
+        assert 0 < p["ghostunnel_conn_handshake_seconds_sum"] < 20
+        assert p["ghostunnel_cert_expiry_seconds"] > 86400
+        assert "ghostunnel_acme_renewals" not in p
     # And the JSON under its other names.
     for path in ("/_metrics/json", "/_metrics?format=json"):
-        assert metrics_json(t.status_addr, path)[0]["tlsgate.accept.total"] == 3
+        assert metrics_json(t.status_addr, path)[0]["ghostunnel.accept.total"] == 3
 
 
 def test_verified_chains_are_cached_per_generation(start_proxy, backend, pki):
@@ -442,10 +443,10 @@ def test_verified_chains_are_cached_per_generation(start_proxy, backend, pki):
     def connect(ctx, n_conns, cached, echoed):
         o = try_echo(t.addr, ctx)
         assert o.echoed == echoed, o
-        wait_metric(t.status_addr, "tlsgate.accept.total", n_conns)
-        wait_metric(t.status_addr, "tlsgate.conn.open", 0)
+        wait_metric(t.status_addr, "ghostunnel.accept.total", n_conns)
+        wait_metric(t.status_addr, "ghostunnel.conn.open", 0)
         m, _ = metrics_json(t.status_addr)
-        assert m["tlsgate.verify.cached"] == cached, (n_conns, m)
+        assert m["ghostunnel.verify.cached"] == cached, (n_conns, m)
 
     connect(allowed, 1, 0, True)
     connect(allowed, 2, 1, True)
@@ -469,19 +470,19 @@ def test_metrics_open_gauge_and_conn_timeout(start_proxy, backend, pki):
         assert recv_exact(s, 1) == b"x"
         held.append(s)
     m, _ = metrics_json(t.status_addr, ctx=ctx)
-    assert m["tlsgate.conn.open"] == 2, m
+    assert m["ghostunnel.conn.open"] == 2, m
     p, _ = metrics_prom(t.status_addr, ctx=ctx)
-    assert p["tlsgate_conn_open"] == 2
+    assert p["ghostunnel_conn_open"] == 2
     assert http(t.status_addr, path="/_status/tlsgate", ctx=ctx).json()["connections"] == 2
     held.pop().close()
     assert tg_daemon.wait_until(
-        lambda: metrics_json(t.status_addr, ctx=ctx)[0]["tlsgate.conn.open"] == 1, 5)
+        lambda: metrics_json(t.status_addr, ctx=ctx)[0]["ghostunnel.conn.open"] == 1, 5)
     # --max-conn-lifetime ends the other one: a connection timeout.
     assert tg_daemon.wait_until(
-        lambda: metrics_json(t.status_addr, ctx=ctx)[0]["tlsgate.conn.open"] == 0, 5)
+        lambda: metrics_json(t.status_addr, ctx=ctx)[0]["ghostunnel.conn.open"] == 0, 5)
     m, _ = metrics_json(t.status_addr, ctx=ctx)
-    assert m["tlsgate.conn.timeout"] == 1, m
-    assert m["tlsgate.accept.success"] == 2 and m["tlsgate.conn.lifetime.count"] == 2
+    assert m["ghostunnel.conn.timeout"] == 1, m
+    assert m["ghostunnel.accept.success"] == 2 and m["ghostunnel.conn.lifetime.count"] == 2
     held[0].close()
 
 
@@ -571,7 +572,7 @@ def test_slowloris_is_cut_without_blocking(start_proxy, backend, pki):
     assert trickle.recv(100) == b""
     trickle.close()
     m, _ = metrics_json(t.status_addr, ctx=ctx)
-    assert m["tlsgate.accept.timeout"] == 1 and m["tlsgate.accept.error"] == 1, m
+    assert m["ghostunnel.accept.timeout"] == 1 and m["ghostunnel.accept.error"] == 1, m
     assert t.running()
 
 
@@ -621,9 +622,9 @@ def test_status_with_acme(pebble, acme_factory, backend, pki):
     assert acme["last_renewal_error"] is None
     assert x["certificate"]["names"] == [DOMAIN]
     p, types = metrics_prom(addr)
-    assert p["tlsgate_acme_renewals"] == 1 and types["tlsgate_acme_renewals"] == "counter"
-    assert p["tlsgate_acme_renewal_failures"] == 0
-    assert p["tlsgate_cert_expiry_seconds"] > 3600
+    assert p["ghostunnel_acme_renewals"] == 1 and types["ghostunnel_acme_renewals"] == "counter"
+    assert p["ghostunnel_acme_renewal_failures"] == 0
+    assert p["ghostunnel_cert_expiry_seconds"] > 3600
     assert echo(gate.addr, client_ctx(pebble, pki.client)).ok
 
 
@@ -654,5 +655,5 @@ def test_status_while_obtaining(acme_factory, backend):
     assert acme["certificates_obtained"] == 0
     assert str(dead) in acme["last_renewal_error"] or "refused" in acme["last_renewal_error"].lower()
     p, _ = metrics_prom(addr)
-    assert p["tlsgate_acme_renewal_failures"] >= 1
-    assert "tlsgate_cert_expiry_seconds" not in p
+    assert p["ghostunnel_acme_renewal_failures"] >= 1
+    assert "ghostunnel_cert_expiry_seconds" not in p

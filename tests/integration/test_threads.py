@@ -189,8 +189,8 @@ def test_many_concurrent_mtls_clients(start_proxy, backend, ctx_for, pki):
     st = status(proxy)
     assert sum(t["accepted"] for t in st["threads"]) == n, st
     m = metrics(proxy)
-    assert m["tlsgate.accept.total"] == n and m["tlsgate.accept.success"] == n, m
-    assert m["tlsgate.conn.lifetime.count"] == n and m["tlsgate.conn.handshake.count"] == n, m
+    assert m["ghostunnel.accept.total"] == n and m["ghostunnel.accept.success"] == n, m
+    assert m["ghostunnel.conn.lifetime.count"] == n and m["ghostunnel.conn.handshake.count"] == n, m
 
 
 def test_extra_threads_accept(start_proxy, backend, ctx_for, pki):
@@ -203,7 +203,7 @@ def test_extra_threads_accept(start_proxy, backend, ctx_for, pki):
         st = hold_on_several_threads(proxy, ctx, held)
         assert st["connections"] == len(held), st
         assert sum(t["connections"] for t in st["threads"]) == len(held), st
-        assert metrics(proxy)["tlsgate.conn.open"] == len(held)
+        assert metrics(proxy)["ghostunnel.conn.open"] == len(held)
         # Every held connection still works, whichever thread has it.
         for i, s in enumerate(held):
             s.sendall(b"again %d\n" % i)
@@ -228,7 +228,7 @@ def test_max_concurrent_conns_counts_all_threads(start_proxy, backend, ctx_for, 
                 c.handshake(timeout=0.5)
         # (/_status connects to the target to check it: count with /_metrics.)
         assert backend.accepted == 3
-        assert metrics(proxy)["tlsgate.accept.total"] == 3
+        assert metrics(proxy)["ghostunnel.accept.total"] == 3
         assert status(proxy)["connections"] == 3
         conns[0].close()
         served = 0
@@ -242,8 +242,8 @@ def test_max_concurrent_conns_counts_all_threads(start_proxy, backend, ctx_for, 
             except TimeoutError:
                 continue
         assert served == 1
-        assert metrics(proxy)["tlsgate.accept.total"] == 4
-        assert metrics(proxy)["tlsgate.accept.success"] == 4
+        assert metrics(proxy)["ghostunnel.accept.total"] == 4
+        assert metrics(proxy)["ghostunnel.accept.success"] == 4
         assert status(proxy)["connections"] == 3
     finally:
         close_all(conns)

@@ -1341,7 +1341,7 @@ static void test_status_flags(void) {
 
         config_init(&c);
         CHECK(!c.status_set && !c.target_status && !c.enable_shutdown);
-        CHECK_STR_EQ(c.metrics_prefix, "tlsgate");
+        CHECK_STR_EQ(c.metrics_prefix, "ghostunnel"); /* as in Ghostunnel */
         CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--status=localhost:9090")), 0);
         CHECK(c.status_set && c.status.kind == ADDRESS_TCP && !c.status_http);
         CHECK_STR_EQ(c.status.port, "9090");
@@ -1462,6 +1462,77 @@ static void test_pkcs11(void) {
 #undef MODULE
 }
 
+/* --metrics-url, --metrics-graphite, --metrics-interval. */
+static void test_metrics_push_flags(void) {
+        static const char text[] = "metrics-url = https://metrics.example/ingest\n"
+                                   "metrics-graphite = graphite.example:2003\n"
+                                   "metrics-interval = 10s\n";
+        char *err = NULL, **changed = NULL;
+        Config c, d;
+
+        config_init(&c);
+        CHECK(!c.metrics_url && !c.metrics_graphite_set);
+        CHECK_U64_EQ(c.metrics_interval, 30 * USEC_PER_SEC);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL,
+                                ARGV("--metrics-graphite=[::1]:2003", "--metrics-url",
+                                     "http://127.0.0.1:1/m", "--metrics-interval=1m30s")),
+                     0);
+        CHECK(c.metrics_graphite_set && c.metrics_graphite.kind == ADDRESS_TCP);
+        CHECK_STR_EQ(c.metrics_graphite.host, "::1");
+        CHECK_STR_EQ(c.metrics_graphite.port, "2003");
+        CHECK_STR_EQ(c.metrics_url, "http://127.0.0.1:1/m");
+        CHECK_U64_EQ(c.metrics_interval, 90 * USEC_PER_SEC);
+        config_done(&c);
+
+        /* "" is "not given", as for Ghostunnel's string flags. */
+        config_init(&c);
+        CHECK_INT_EQ(parse_args(&c, &err, NULL, ARGV("--metrics-url=")), 0);
+        CHECK(!c.metrics_url);
+        config_done(&c);
+
+        /* In the file too; a reload with the same values changes nothing,
+         * another Graphite server needs a restart. */
+        config_init(&c);
+        config_init(&d);
+        CHECK_INT_EQ(config_parse_text(&c, "t.conf", text, strlen(text), &err), 0);
+        CHECK_INT_EQ(config_parse_text(&d, "t.conf", text, strlen(text), &err), 0);
+        CHECK_STR_EQ(c.metrics_url, "https://metrics.example/ingest");
+        CHECK_STR_EQ(c.metrics_graphite.spec, "graphite.example:2003");
+        CHECK_U64_EQ(c.metrics_interval, 10 * USEC_PER_SEC);
+        CHECK_INT_EQ(config_diff(&c, &d, false, &changed), 0);
+        CHECK(!changed);
+        CHECK_INT_EQ(config_set_option(&d, "metrics-graphite", "graphite.example:2004", &err), 0);
+        CHECK_INT_EQ(config_diff(&c, &d, false, &changed), 0);
+        CHECK(changed && streq(changed[0], "metrics-graphite") && !changed[1]);
+        changed = strv_free(changed);
+        CHECK(err == NULL);
+        config_done(&c);
+        config_done(&d);
+
+        PARSE_ERROR("--metrics-graphite: \"unix:/run/g\" must be HOST:PORT of a Graphite server",
+                    "--metrics-graphite=unix:/run/g");
+        PARSE_ERROR("--metrics-graphite: \":2003\" must be HOST:PORT", "--metrics-graphite=:2003");
+        PARSE_ERROR("--metrics-graphite: \"localhost:0\" must be HOST:PORT",
+                    "--metrics-graphite=localhost:0");
+        PARSE_ERROR("--metrics-graphite: invalid address \"localhost\": missing port",
+                    "--metrics-graphite=localhost");
+        PARSE_ERROR("--metrics-graphite: invalid address \"\"", "--metrics-graphite=");
+        PARSE_ERROR("--metrics-interval: must not be zero", "--metrics-interval=0");
+        PARSE_ERROR("--metrics-interval: invalid duration \"soon\"", "--metrics-interval=soon");
+        PARSE_ERROR("--metrics-interval: must not be negative, not \"-1s\"",
+                    "--metrics-interval=-1s");
+        PARSE_ERROR("--metrics-url: missing value", "--metrics-url");
+
+        VALIDATE_OK(BASE, CREDS, "--allow-all", "--metrics-url=https://m.example/x",
+                    "--metrics-graphite=localhost:2003", "--metrics-interval=5s");
+        /* Without --status: the pushes need no status port. */
+        VALIDATE_OK(BASE, CREDS, "--allow-all", "--metrics-url=http://[::1]:8080/");
+        VALIDATE_ERROR("--metrics-url: \"ftp://m.example/\" is not an http(s) URL", BASE, CREDS,
+                       "--allow-all", "--metrics-url=ftp://m.example/");
+        VALIDATE_ERROR("--metrics-url: \"m.example:80\" is not an http(s) URL", BASE, CREDS,
+                       "--allow-all", "--metrics-url=m.example:80");
+}
+
 int main(void) {
         /* Ghostunnel's variables would stand in for flags (test_environment). */
         unsetenv("KEYSTORE_PATH");
@@ -1487,6 +1558,7 @@ int main(void) {
         test_proxy_protocol();
         test_status_flags();
         test_pkcs11();
+        test_metrics_push_flags();
 
         {
                 char dir[] = "/tmp/test-config.XXXXXX";

@@ -259,6 +259,27 @@ static HttpRequestHandle *get(HttpClient *c, const char *base, const char *path,
         return submit(c, (HttpRequest) { .method = HTTP_GET, .url = url }, o);
 }
 
+/* ---- http_url_for_log ---- */
+
+static void check_url_for_log(const char *url, const char *expected) {
+        _cleanup_free_ char *shown = NULL;
+
+        CHECK_INT_EQ(http_url_for_log(url, &shown), 0);
+        CHECK_STR_EQ(shown, expected);
+}
+
+static void test_url_for_log(void) {
+        /* Without a password: exactly as given, even when curl would write
+         * it differently or cannot parse it. */
+        check_url_for_log("http://127.0.0.1:8080", "http://127.0.0.1:8080");
+        check_url_for_log("https://user@m.example/a?b=c", "https://user@m.example/a?b=c");
+        check_url_for_log("not a url", "not a url");
+        /* With one: the password goes, the user and the rest stay. */
+        check_url_for_log("https://user:s3cret@m.example:8443/ingest?x=1",
+                          "https://user@m.example:8443/ingest?x=1");
+        check_url_for_log("http://:s3cret@m.example/", "http://@m.example/");
+}
+
 /* ---- http_parse_retry_after ---- */
 
 static void test_retry_after(void) {
@@ -756,6 +777,7 @@ int main(void) {
         int refused_fd, r;
 
         test_retry_after();
+        test_url_for_log();
 
         /* Requests go to loopback directly, whatever the environment says. */
         static const char *const proxies[] = {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Counters, timers and their JSON and Prometheus renderings. */
+/* Counters, timers and their JSON, Prometheus and Graphite renderings. */
 
 #include <math.h>
 
@@ -176,6 +176,127 @@ static void test_json_exact(void) {
 #undef E
 }
 
+/* go-metrics-graphite's lines for Ghostunnel's registry: counters (conn.open
+ * among them) as .count and .count_ps, gauges as .value, timers in
+ * nanoseconds with the deviation, five percentiles and the rates. */
+static const char expected_graphite[] =
+        "p.conn.open.count 1 1700000000\n"
+        "p.conn.open.count_ps 0.10 1700000000\n"
+        "p.accept.total.count 3 1700000000\n"
+        "p.accept.total.count_ps 0.30 1700000000\n"
+        "p.accept.success.count 1 1700000000\n"
+        "p.accept.success.count_ps 0.10 1700000000\n"
+        "p.accept.error.count 2 1700000000\n"
+        "p.accept.error.count_ps 0.20 1700000000\n"
+        "p.accept.timeout.count 1 1700000000\n"
+        "p.accept.timeout.count_ps 0.10 1700000000\n"
+        "p.accept.denied.count 1 1700000000\n"
+        "p.accept.denied.count_ps 0.10 1700000000\n"
+        "p.dial.error.count 1 1700000000\n"
+        "p.dial.error.count_ps 0.10 1700000000\n"
+        "p.conn.timeout.count 1 1700000000\n"
+        "p.conn.timeout.count_ps 0.10 1700000000\n"
+        "p.verify.cached.count 1 1700000000\n"
+        "p.verify.cached.count_ps 0.10 1700000000\n"
+        "p.conn.handshake.count 2 1700000000\n"
+        "p.conn.handshake.count_ps 0.20 1700000000\n"
+        "p.conn.handshake.min 2000000 1700000000\n"
+        "p.conn.handshake.max 30000000 1700000000\n"
+        "p.conn.handshake.mean 16000000.00 1700000000\n"
+        "p.conn.handshake.std-dev 14000000.00 1700000000\n"
+        "p.conn.handshake.50-percentile 16000000.00 1700000000\n"
+        "p.conn.handshake.75-percentile 30000000.00 1700000000\n"
+        "p.conn.handshake.95-percentile 30000000.00 1700000000\n"
+        "p.conn.handshake.99-percentile 30000000.00 1700000000\n"
+        "p.conn.handshake.999-percentile 30000000.00 1700000000\n"
+        "p.conn.handshake.one-minute 0.20 1700000000\n"
+        "p.conn.handshake.five-minute 0.20 1700000000\n"
+        "p.conn.handshake.fifteen-minute 0.20 1700000000\n"
+        "p.conn.handshake.mean-rate 0.20 1700000000\n"
+        "p.conn.lifetime.count 2 1700000000\n"
+        "p.conn.lifetime.count_ps 0.20 1700000000\n"
+        "p.conn.lifetime.min 500000000 1700000000\n"
+        "p.conn.lifetime.max 120000000000 1700000000\n"
+        "p.conn.lifetime.mean 60250000000.00 1700000000\n"
+        "p.conn.lifetime.std-dev 59750000000.00 1700000000\n"
+        "p.conn.lifetime.50-percentile 60250000000.00 1700000000\n"
+        "p.conn.lifetime.75-percentile 120000000000.00 1700000000\n"
+        "p.conn.lifetime.95-percentile 120000000000.00 1700000000\n"
+        "p.conn.lifetime.99-percentile 120000000000.00 1700000000\n"
+        "p.conn.lifetime.999-percentile 120000000000.00 1700000000\n"
+        "p.conn.lifetime.one-minute 0.20 1700000000\n"
+        "p.conn.lifetime.five-minute 0.20 1700000000\n"
+        "p.conn.lifetime.fifteen-minute 0.20 1700000000\n"
+        "p.conn.lifetime.mean-rate 0.20 1700000000\n"
+        "p.cert.expiry-seconds.value 86400 1700000000\n"
+        "p.acme.renewals.count 2 1700000000\n"
+        "p.acme.renewals.count_ps 0.20 1700000000\n"
+        "p.acme.renewal-failures.count 1 1700000000\n"
+        "p.acme.renewal-failures.count_ps 0.10 1700000000\n";
+
+static void test_graphite_exact(void) {
+        static Metrics m;
+        MetricsExtra x = {
+                .has_cert = true,
+                .cert_expiry_seconds = 86400,
+                .acme = true,
+                .acme_renewals = 2,
+                .acme_renewal_failures = 1,
+        };
+        _cleanup_free_ char *text = NULL;
+        MetricsRates r;
+
+        fill(&m);
+        /* Ten seconds after the start, two of each timer: 0.2/s everywhere. */
+        metrics_rates_init(&r, 5 * SEC);
+        metrics_rates_update(&r, &m, 15 * SEC);
+        CHECK_INT_EQ(metrics_render_graphite(&m, &x, &r, "p", 10 * SEC, 1700000000, &text), 0);
+        CHECK_STR_EQ(text, expected_graphite);
+}
+
+static void test_graphite_empty_and_rates(void) {
+        static Metrics m;
+        _cleanup_free_ char *text = NULL;
+        MetricsRates r;
+
+        /* Nothing observed yet: zeros, no division by zero; no extras. */
+        metrics_init(&m);
+        metrics_rates_init(&r, 0);
+        CHECK_INT_EQ(metrics_render_graphite(&m, NULL, &r, "ghostunnel", 30 * SEC, 7, &text), 0);
+        CHECK_CONTAINS(text, "ghostunnel.conn.open.count 0 7\n");
+        CHECK_CONTAINS(text, "ghostunnel.conn.handshake.min 0 7\n"
+                             "ghostunnel.conn.handshake.max 0 7\n"
+                             "ghostunnel.conn.handshake.mean 0.00 7\n"
+                             "ghostunnel.conn.handshake.std-dev 0.00 7\n"
+                             "ghostunnel.conn.handshake.50-percentile 0.00 7\n");
+        CHECK_CONTAINS(text, "ghostunnel.conn.lifetime.mean-rate 0.00 7\n");
+        CHECK(!strstr(text, "cert.expiry"));
+        CHECK(!strstr(text, "acme"));
+        CHECK(!strstr(text, "nan") && !strstr(text, "inf"));
+
+        /* go-metrics' EWMA: the first update sets the rate, a later one moves
+         * it by 1 - e^(-dt/window) towards what happened since. */
+        metrics_handshake_done(&m, 1 * MS);
+        metrics_handshake_done(&m, 1 * MS);
+        metrics_rates_update(&r, &m, 10 * SEC);
+        CHECK(fabs(r.handshake.m1 - 0.2) < 1e-12 && fabs(r.handshake.m15 - 0.2) < 1e-12);
+        CHECK(r.lifetime.primed && r.lifetime.m1 == 0);
+        metrics_rates_update(&r, &m, 70 * SEC);        /* a minute without handshakes */
+        CHECK(fabs(r.handshake.m1 - 0.2 * exp(-1)) < 1e-12);
+        CHECK(fabs(r.handshake.m5 - 0.2 * exp(-0.2)) < 1e-12);
+        CHECK(fabs(r.handshake.m15 - 0.2 * exp(-60.0 / 900)) < 1e-12);
+        metrics_rates_update(&r, &m, 70 * SEC);        /* no time passed: nothing changes */
+        CHECK(fabs(r.handshake.m1 - 0.2 * exp(-1)) < 1e-12);
+        CHECK_U64_EQ(r.last, 70 * SEC);
+        free(text);
+        text = NULL;
+        /* The mean rate: 2 handshakes in 70 s. */
+        CHECK_INT_EQ(metrics_render_graphite(&m, NULL, &r, "g", 30 * SEC, 7, &text), 0);
+        CHECK_CONTAINS(text, "g.conn.handshake.mean-rate 0.03 7\n");
+        CHECK_CONTAINS(text, "g.conn.handshake.one-minute 0.07 7\n");
+        CHECK_CONTAINS(text, "g.conn.handshake.count_ps 0.07 7\n");
+}
+
 static void test_percentiles(void) {
         static Metrics m;
 
@@ -318,6 +439,8 @@ int main(void) {
         test_prometheus_exact();
         test_prometheus_prefix_and_optional();
         test_json_exact();
+        test_graphite_exact();
+        test_graphite_empty_and_rates();
         test_percentiles();
         test_null_and_gauge();
         test_format_double();
