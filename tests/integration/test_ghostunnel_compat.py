@@ -1,8 +1,6 @@
 """Ghostunnel's smaller flags and behaviours: the flags tlsgate refuses with a
 reason, --auto-acme-renew-check-interval, --quiet=all and the PROXY protocol
 header of --proxy-protocol-mode=tls."""
-import json
-import os
 import re
 import signal
 import time
@@ -10,6 +8,7 @@ import time
 import pytest
 
 import tg_daemon
+from tg_http import http
 from tg_clients import client_context, tcp_connect, try_echo
 from tg_pebble import DOMAIN, client_ctx, echo
 from tg_pebble import acme_factory, pebble, pebble_factory  # noqa: F401,F811 (fixtures)
@@ -219,22 +218,10 @@ def test_status_https_scheme(start_proxy, backend, pki):
     the HTTPS status port, as HOST:PORT alone."""
     port = tg_daemon.free_port()
     start_proxy(backend, extra=["--status", "https://127.0.0.1:%d" % port])
-    s = client_context(pki.ca.cert_path, None).wrap_socket(
-        tcp_connect(("127.0.0.1", port)), server_hostname="localhost")
-    try:
-        s.sendall(b"GET /_status HTTP/1.1\r\nHost: status\r\n\r\n")
-        s.settimeout(5 * tg_daemon.slow_factor())
-        data = b""
-        for _ in range(100):
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    finally:
-        s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 "), data[:200]
-    assert json.loads(body)["ok"] is True
+    r = http(("127.0.0.1", port), ctx=client_context(pki.ca.cert_path, None),
+             timeout=5 * tg_daemon.slow_factor())
+    assert r.status == 200, r
+    assert r.json()["ok"] is True
 
 
 @pytest.mark.parametrize("flag,value,why", [
@@ -257,20 +244,8 @@ def test_address_forms_refused_with_reason(tlsgate_bin, pki, flag, value, why):
 # /_status: Ghostunnel's fields with Go's JSON types.
 
 def _status(port):
-    s = tcp_connect(("127.0.0.1", port))
-    try:
-        s.sendall(b"GET /_status HTTP/1.1\r\nHost: status\r\n\r\n")
-        s.settimeout(5 * tg_daemon.slow_factor())
-        data = b""
-        for _ in range(100):
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    finally:
-        s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), json.loads(body)
+    r = http(("127.0.0.1", port), timeout=5 * tg_daemon.slow_factor())
+    return r.status, r.json()
 
 
 GO_TYPES = {"ok": bool, "status": str, "listen_address": str, "forward_address": str,

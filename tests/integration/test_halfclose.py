@@ -7,7 +7,6 @@ afterwards; the target sees the end as a write shutdown. A target that ends
 first makes tlsgate send close_notify, and the client may go on sending
 (TLS 1.3 allows it; tlsgate allows it on 1.2 too). 64 MiB each way, checked
 byte for byte."""
-import hashlib
 import os
 import time
 
@@ -38,6 +37,16 @@ def _timeout():
     return 120 * tg_daemon.slow_factor()
 
 
+def _exchange(proxy, ctx, data, end):
+    """Connects, sends `data`, ends the way `end` says, reads to the end."""
+    c = MemTLS.connect(proxy.addr, ctx)
+    try:
+        c.handshake()
+        return c.exchange(data, end, timeout=_timeout())
+    finally:
+        c.close()
+
+
 def _assert_closed_pipe(proxy, up, down):
     line = proxy.wait_log("closed pipe", timeout=10)
     assert "%d bytes from client" % up in line and "%d bytes to client" % down in line, line
@@ -52,12 +61,7 @@ def test_client_ends_while_echo_in_flight(start_proxy, make_backend, ctx_for, pk
     b = make_backend("echo")
     proxy = start_proxy(b)
     data = _payload()
-    c = MemTLS.connect(proxy.addr, ctx_for(pki.client, version=version))
-    try:
-        c.handshake()
-        got, clean = c.exchange(data, end, timeout=_timeout())
-    finally:
-        c.close()
+    got, clean = _exchange(proxy, ctx_for(pki.client, version=version), data, end)
     assert _same(got, data) is None, _same(got, data)
     assert clean, "the reply did not end with close_notify"
     assert "invalidated" not in proxy.log()
@@ -72,12 +76,7 @@ def test_target_answers_only_after_eof(start_proxy, make_backend, ctx_for, pki, 
     b = make_backend("replay")
     proxy = start_proxy(b)
     data = _payload()
-    c = MemTLS.connect(proxy.addr, ctx_for(pki.client, version=version))
-    try:
-        c.handshake()
-        got, clean = c.exchange(data, end, timeout=_timeout())
-    finally:
-        c.close()
+    got, clean = _exchange(proxy, ctx_for(pki.client, version=version), data, end)
     assert b.wait_accepted(1)
     rec = b.records[0]
     assert rec.eof.is_set(), "the target never saw the client's end"

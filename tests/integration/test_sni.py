@@ -209,8 +209,8 @@ def _https_status(addr, pki, name, version):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_status_port_https(start_proxy, backend, pki, sni_cert, version):
     port = tg_daemon.free_port()
-    proxy = _start(start_proxy, backend, pki, sni_cert,
-                   extra=["--status", "127.0.0.1:%d" % port])
+    _start(start_proxy, backend, pki, sni_cert,
+           extra=["--status", "127.0.0.1:%d" % port])
     addr = ("127.0.0.1", port)
     for name in NAMES:
         got_version, data = _https_status(addr, pki, name, version)

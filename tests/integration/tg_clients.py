@@ -257,6 +257,51 @@ class MemTLS:
             pass
         self._flush(deadline)
 
+    def _step(self, deadline, view, got):
+        """One round of moving data both ways: encrypts more of `view` while
+        the socket's send queue is short, waits (0.5 s at most) for the
+        socket, sends what is queued, and decrypts what came into `got`.
+        Returns (the rest of view, True if the peer's close_notify was read).
+        A TCP EOF without close_notify raises ssl.SSLEOFError."""
+        clean = False
+        while view and len(self.pending) < 262144:
+            n = self.obj.write(view[:16384])
+            view = view[n:]
+            self._collect()
+        want_w = [self.sock] if self.pending else []
+        r, w, _x = select.select([self.sock] if not self.tcp_eof else [], want_w, [],
+                                 min(0.5, max(0.0, deadline - time.monotonic())))
+        if w:
+            try:
+                n = self.sock.send(self.pending)
+                del self.pending[:n]
+            except BlockingIOError:
+                pass
+        if r:
+            try:
+                d = self.sock.recv(262144)
+            except ConnectionResetError:
+                d = b""
+            if d:
+                self.inc.write(d)
+            else:
+                self.tcp_eof = True
+                self.inc.write_eof()
+            while True:
+                try:
+                    chunk = self.obj.read(262144)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:
+                    clean = True
+                    break
+                if not chunk:
+                    clean = True
+                    break
+                got += chunk
+            self._collect()
+        return view, clean
+
     def pump(self, data, expect, timeout=20.0):
         """Sends data while receiving; returns once `expect` bytes arrived (or EOF)."""
         deadline = time.monotonic() + timeout
@@ -267,43 +312,8 @@ class MemTLS:
             if time.monotonic() >= deadline:
                 raise TimeoutError("pump: sent %d/%d, received %d/%d"
                                    % (len(data) - len(view), len(data), len(got), expect))
-            # encrypt a bit more when the socket send queue is short
-            while view and len(self.pending) < 262144:
-                n = self.obj.write(view[:16384])
-                view = view[n:]
-                self._collect()
-            want_w = [self.sock] if self.pending else []
-            r, w, _x = select.select([self.sock] if not self.tcp_eof else [], want_w, [],
-                                     min(0.5, max(0.0, deadline - time.monotonic())))
-            if w:
-                try:
-                    n = self.sock.send(self.pending)
-                    del self.pending[:n]
-                except BlockingIOError:
-                    pass
-            if r:
-                try:
-                    d = self.sock.recv(262144)
-                except ConnectionResetError:
-                    d = b""
-                if d:
-                    self.inc.write(d)
-                else:
-                    self.tcp_eof = True
-                    self.inc.write_eof()
-                while True:
-                    try:
-                        chunk = self.obj.read(262144)
-                    except ssl.SSLWantReadError:
-                        break
-                    except ssl.SSLZeroReturnError:
-                        eof = True
-                        break
-                    if not chunk:
-                        eof = True
-                        break
-                    got += chunk
-                self._collect()
+            view, clean = self._step(deadline, view, got)
+            eof = eof or clean
             if self.tcp_eof and not eof and len(got) < expect:
                 raise ssl.SSLEOFError("TCP EOF without close_notify after %d bytes" % len(got))
         return bytes(got)
@@ -325,10 +335,6 @@ class MemTLS:
             if time.monotonic() >= deadline:
                 raise TimeoutError("exchange: sent %d/%d, received %d"
                                    % (len(data) - len(view), len(data), len(got)))
-            while view and len(self.pending) < 262144:
-                n = self.obj.write(view[:16384])
-                view = view[n:]
-                self._collect()
             if not view and not self.pending and not ended:
                 if end == "close_notify":
                     try:
@@ -341,42 +347,13 @@ class MemTLS:
                 ended = True
             if self.tcp_eof:
                 return bytes(got), clean
-            want_w = [self.sock] if self.pending else []
-            r, w, _x = select.select([self.sock], want_w, [],
-                                     min(0.5, max(0.0, deadline - time.monotonic())))
-            if w:
-                try:
-                    n = self.sock.send(self.pending)
-                    del self.pending[:n]
-                except BlockingIOError:
-                    pass
-            if r:
-                try:
-                    d = self.sock.recv(262144)
-                except ConnectionResetError:
-                    d = b""
-                if d:
-                    self.inc.write(d)
-                else:
-                    self.tcp_eof = True
-                    self.inc.write_eof()
-                while not clean:
-                    try:
-                        chunk = self.obj.read(262144)
-                    except ssl.SSLWantReadError:
-                        break
-                    except ssl.SSLZeroReturnError:
-                        clean = True
-                        break
-                    except ssl.SSLEOFError:
-                        break
-                    if not chunk:
-                        clean = True
-                        break
-                    got += chunk
-                    if len(got) > limit:
-                        raise AssertionError("exchange: more than %d bytes received" % limit)
-                self._collect()
+            try:
+                view, c = self._step(deadline, view, got)
+            except ssl.SSLEOFError:
+                return bytes(got), clean
+            clean = clean or c
+            if len(got) > limit:
+                raise AssertionError("exchange: more than %d bytes received" % limit)
             if clean and ended and not view and not self.pending:
                 return bytes(got), True
 
