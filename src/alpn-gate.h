@@ -9,7 +9,8 @@
  * Input is the ClientHello body exactly as a GnuTLS pre hook for
  * GNUTLS_HANDSHAKE_CLIENT_HELLO receives it with incoming set: the
  * reassembled handshake message without record or handshake header, i.e.
- * starting at legacy_version (03 03). See FACTS.md section 1. */
+ * starting at legacy_version (03 03). See docs/HACKING.md, "GnuTLS handshake
+ * hooks and the ALPN gate". */
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -43,8 +43,8 @@ void backoff_reset(Backoff *b);
  * hostile or confused server cannot park us forever. */
 usec_t backoff_apply_retry_after(usec_t computed, usec_t retry_after, usec_t max);
 
-/* certmagic's rule (FACTS section 4): renew once less than 1/3 of the
- * certificate's lifetime remains. Returns that moment in CLOCK_REALTIME
+/* certmagic's rule (docs/HACKING.md, "certmagic's storage layout"): renew
+ * once less than 1/3 of the certificate's lifetime remains. Returns that moment in CLOCK_REALTIME
  * microseconds since the epoch; 0 (due already) for a certificate whose
  * notAfter is not after its notBefore, and USEC_INFINITY if the moment
  * lies beyond what usec_t can hold. */

@@ -9,8 +9,9 @@
 
 /* A host name without trailing dot (RFC 1035). */
 #define CHALLENGE_NAME_MAX 253U
-/* The validator does not check dates (FACTS.md section 2); keep them short
- * and tolerant of a validator whose clock is a little behind. */
+/* The validator does not check dates (RFC 8737 section 3; docs/HACKING.md,
+ * "TLS-ALPN-01 as a validator checks it"); keep them short and tolerant of a
+ * validator whose clock is a little behind. */
 #define CHALLENGE_NOT_BEFORE_SLACK (60 * 60)
 #define CHALLENGE_LIFETIME (7 * 24 * 60 * 60)
 #define CHALLENGE_SUBJECT "CN=tlsgate ACME TLS-ALPN-01 challenge"

@@ -1156,7 +1156,7 @@ static int on_target_io(sd_event_source *s, int fd, uint32_t revents, void *user
         return 0;
 }
 
-/* --- the ALPN gate (FACTS.md section 1) ------------------------------------ */
+/* --- the ALPN gate (docs/HACKING.md, "GnuTLS handshake hooks and the ALPN gate") */
 
 static int on_client_hello(gnutls_session_t session, unsigned htype, unsigned when,
                            unsigned incoming, const gnutls_datum_t *msg) {

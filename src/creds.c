@@ -450,8 +450,9 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
                             strempty(err_pos), gnutls_strerror(r));
 
         if (c->auto_acme_cert) {
-                /* The ALPN gate's probes: FACTS.md section 1, a ticket issued
-                 * to a probe would let a client without a certificate resume. */
+                /* The ALPN gate's probes: a ticket issued to a probe would let
+                 * a client without a certificate resume (docs/HACKING.md,
+                 * "GnuTLS handshake hooks and the ALPN gate"). */
                 _cleanup_free_ char *probe = NULL;
                 if (asprintf(&probe, "%s:%%NO_TICKETS", prio) < 0)
                         return -ENOMEM;

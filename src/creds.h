@@ -5,7 +5,8 @@
  * plus private key; a Creds is the GnuTLS server credential (trust list,
  * certificate retrieval) plus the priority cache built from the options.
  * Sessions take references, so new material can replace the old one while
- * live connections keep what they started with (FACTS.md section 1). */
+ * live connections keep what they started with (docs/HACKING.md, "GnuTLS
+ * handshake hooks and the ALPN gate"). */
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>

@@ -90,8 +90,10 @@ static void on_ocsp_serve(CertBundle *b, void *userdata) {
         Manager *m = userdata;
 
         /* A new bundle (same chain, new staple or none) for new handshakes;
-         * live ones keep the bundle they hold (FACTS.md section 1). Only if
-         * it is still the certificate the credential serves. */
+         * live ones keep the bundle they hold, which GnuTLS points into
+         * until gnutls_deinit() (docs/HACKING.md, "GnuTLS handshake hooks and
+         * the ALPN gate"). Only if it is still the certificate the credential
+         * serves. */
         if (m->current.creds &&
             cert_bundle_base(m->current.creds->bundle) == cert_bundle_base(b))
                 current_creds_set_bundle(&m->current, b);
@@ -409,7 +411,9 @@ int manager_start(Manager *m, char **ret_error) {
                  bundle ? strempty(bundle->subject) : m->config.auto_acme_cert);
 
         /* ACME after the listener: the CA's probes arrive on this very
-         * socket, even for the first certificate (FACTS.md section 5). */
+         * socket, even for the first certificate (Ghostunnel, which obtains
+         * it before accepting, cannot answer them on a socket-activated 443:
+         * docs/HACKING.md, "Ghostunnel's observable behaviour"). */
         if (m->renewer) {
                 r = renewer_start(m->renewer, ret_error);
                 if (r < 0)

@@ -11,16 +11,18 @@
  * (signed by the issuer or by a responder the issuer certified for OCSP
  * signing, about our serial, current), and hands the Manager a new
  * CertBundle that carries the staple (cert_bundle_with_staple()): the
- * bundle is swapped, never the credential's OCSP data (FACTS.md section 1).
+ * bundle is swapped, never the credential's OCSP data, which GnuTLS would
+ * free under live sessions (docs/HACKING.md, "GnuTLS handshake hooks and the
+ * ALPN gate").
  *
- * Schedule (certmagic's, FACTS.md section 4): fetch at once, then after the
- * midpoint of thisUpdate..nextUpdate. A failed fetch keeps the last good
- * staple while it is valid, is logged once per series of failures and is
- * retried with backoff; a staple is dropped at its nextUpdate. A Revoked
- * answer is logged loudly (MESSAGE_ID_OCSP_REVOKED) and reported through
- * on_revoked: the Manager then forces an ACME renewal with a new key; a
- * static certificate keeps being served (without a staple) and the error
- * repeats with every check. Only Good answers are stapled.
+ * Schedule (certmagic's, docs/HACKING.md, "certmagic's storage layout"): fetch
+ * at once, then after the midpoint of thisUpdate..nextUpdate. A failed fetch
+ * keeps the last good staple while it is valid, is logged once per series of
+ * failures and is retried with backoff; a staple is dropped at its
+ * nextUpdate. A Revoked answer is logged loudly (MESSAGE_ID_OCSP_REVOKED)
+ * and reported through on_revoked: the Manager then forces an ACME renewal
+ * with a new key; a static certificate keeps being served (without a staple)
+ * and the error repeats with every check. Only Good answers are stapled.
  *
  * The pure parts (responder URL, request, response check, schedule) are
  * exposed for the unit tests; they read no clock. */

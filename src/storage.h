@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* certmagic's storage layout on the local file system (FACTS.md section 4),
- * byte-compatible with Caddy and Ghostunnel, so either can take over the
- * other's certificates and ACME accounts:
+/* certmagic's storage layout on the local file system (docs/HACKING.md,
+ * "certmagic's storage layout"), byte-compatible with Caddy and Ghostunnel,
+ * so either can take over the other's certificates and ACME accounts:
  *
  *   <root>/certificates/<issuer>/<name>/<name>.crt|.key|.json
  *   <root>/acme/<issuer>/users/<email>/<local part>.json|.key

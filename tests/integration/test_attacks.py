@@ -1,13 +1,14 @@
 """Attack tests for the ALPN gate and mTLS (issue 7), over TLS 1.2 and 1.3,
 against one tlsgate that obtained its certificate from Pebble.
 
-The rules (README "The ALPN gate", FACTS.md section 1): a ClientHello with
-exactly one well-formed ALPN extension holding exactly ["acme-tls/1"] is a
-validation probe (challenge or served certificate, no client certificate
-requested, acme-tls/1 negotiated, no ticket, closed after the handshake, the
-target never dialed); a malformed ALPN extension or two of them fail the
-handshake; everything else is a normal client and needs a valid, authorized
-certificate, and never negotiates acme-tls/1.
+The rules (README "The ALPN gate"; docs/HACKING.md, "GnuTLS handshake hooks
+and the ALPN gate"): a ClientHello with exactly one well-formed ALPN
+extension holding exactly ["acme-tls/1"] is a validation probe (challenge or
+served certificate, no client certificate requested, acme-tls/1 negotiated,
+no ticket, closed after the handshake, the target never dialed); a malformed
+ALPN extension or two of them fail the handshake; everything else is a
+normal client and needs a valid, authorized certificate, and never
+negotiates acme-tls/1.
 
 test_gate.py covers the same rules with real clients (Python ssl,
 gnutls-cli). Here the hellos are mostly built by hand (tg_rawtls.py) so
@@ -501,10 +502,10 @@ def _s_client(g, version, extra, send=b"", wait_for=b"", timeout=5.0):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_resumption_without_certificate(g, pki, tmp_path, version):
     """A session from an authorized client carries its identity: resumed by
-    openssl with no certificate configured it is let through (re-verified,
-    FACTS.md section 1). A probe's session is not: in TLS 1.3 a probe gets
-    nothing to store, in TLS 1.2 its session does not resume and the client
-    without a certificate is refused."""
+    openssl with no certificate configured it is let through (re-verified:
+    GnuTLS does not verify a resumed session again). A probe's session is
+    not: in TLS 1.3 a probe gets nothing to store, in TLS 1.2 its session
+    does not resume and the client without a certificate is refused."""
     sess = str(tmp_path / "client.sess")
     out, err, _ = _s_client(g, version, ["-cert", pki.client.cert_path, "-key",
                                          pki.client.key_path, "-sess_out", sess],

@@ -1,6 +1,7 @@
-"""certmagic-compatible storage (FACTS.md section 4): exact paths, modes, PEM
-types and JSON, reading what certmagic (Ghostunnel, Caddy) wrote, corrupt
-files, and certmagic's lock files.
+"""certmagic-compatible storage (docs/HACKING.md, "certmagic's storage
+layout"; src/storage.h): exact paths, modes, PEM types and JSON, reading what
+certmagic (Ghostunnel, Caddy) wrote, corrupt files, and certmagic's lock
+files.
 
 Layout under $XDG_DATA_HOME/certmagic for --auto-acme-ca=https://127.0.0.1:$WFE/dir:
   certificates/127.0.0.1-$WFE-dir/test.example/test.example.{crt,key,json}

@@ -1,6 +1,7 @@
 """Pebble (the ACME test CA) on loopback, and the helpers the ACME tests share.
 
-Pieces (FACTS.md sections 2-4):
+Pieces (docs/HACKING.md, "Facts tlsgate relies on": the validator, Pebble,
+certmagic's storage):
   pebble-challtestsrv  mock DNS only: every A query answers 127.0.0.1, AAAA
                        queries answer nothing (the validator asks AAAA first
                        and dials only the first address).
@@ -250,7 +251,7 @@ class Pebble:
 
     @property
     def issuer_key(self):
-        """certmagic's storage key for this directory URL (FACTS section 4)."""
+        """certmagic's issuer key for this directory URL (src/storage.h)."""
         return "127.0.0.1-%d-dir" % self.wfe_port
 
     @property
@@ -543,7 +544,8 @@ def dns_sans(cert):
 
 
 # ---------------------------------------------------------------------------
-# certmagic storage (FACTS section 4), spelled out for the paths the tests use.
+# certmagic storage (docs/HACKING.md, "certmagic's storage layout"), spelled out
+# for the paths the tests use.
 def cert_files(xdg, pebble, domain=DOMAIN):
     d = os.path.join(xdg, "certmagic", "certificates", pebble.issuer_key, domain)
     return {ext: os.path.join(d, "%s.%s" % (domain, ext)) for ext in ("crt", "key", "json")}

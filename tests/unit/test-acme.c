@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The ACME client against the real Pebble (FACTS.md section 3): the test
- * makes a throwaway CA for Pebble's HTTPS with openssl, starts
- * pebble-challtestsrv as mock DNS and three Pebbles on loopback ports below
- * the ephemeral range, and drives orders through one sd_event loop:
+/* The ACME client against the real Pebble (docs/HACKING.md, "Pebble on
+ * loopback for the tests"): the test makes a throwaway CA for Pebble's HTTPS
+ * with openssl, starts pebble-challtestsrv as mock DNS and three Pebbles on
+ * loopback ports below the ephemeral range, and drives orders through one
+ * sd_event loop:
  *
  *   A  PEBBLE_VA_ALWAYS_VALID=1: fresh issuance (timed), a second order with
  *      the known account, CA refusals, cancellation
@@ -184,7 +185,7 @@ static bool port_free(int port, int type) {
 }
 
 /* A free TCP+UDP port below the ephemeral range, so that no outgoing
- * connection takes it before the daemon binds it (FACTS.md section 3). */
+ * connection takes it before the daemon binds it. */
 static int pick_port(void) {
         static int picked[32];
         static unsigned n_picked;
@@ -371,7 +372,8 @@ static bool setup(void) {
         T.closed_port = pick_port();
         snprintf(dns, sizeof dns, "127.0.0.1:%d", T.dns_port);
         snprintf(cts, sizeof cts, "127.0.0.1:%d", T.cts_port);
-        /* An empty IPv6 default and an explicit -management (FACTS.md section 3). */
+        /* An empty IPv6 default (the validator would dial the AAAA answer
+         * first) and an explicit -management (the default is a fixed port). */
         const char *const argv[] = { "pebble-challtestsrv", "-dns01", dns, "-http01", "",
                                      "-https01", "", "-tlsalpn01", "", "-management", cts,
                                      "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", NULL };

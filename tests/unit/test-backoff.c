@@ -9,7 +9,8 @@
 #define SEC USEC_PER_SEC
 #define DAY (24 * USEC_PER_HOUR)
 
-/* ARCHITECTURE.md: 5 tries, 5 s doubling; Ghostunnel waits 5, 10, 20, 40 s. */
+/* Ghostunnel's start-up schedule: 5 tries, 5 s doubling, so it waits 5, 10,
+ * 20, 40 s (docs/HACKING.md, "Ghostunnel's observable behaviour"). */
 static void test_startup_schedule(void) {
         const usec_t expected[] = { 0, 5 * SEC, 10 * SEC, 20 * SEC, 40 * SEC };
         Backoff b;

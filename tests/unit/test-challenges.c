@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Challenge certificates parsed back with GnuTLS and checked the way an
- * ACME validator does (RFC 8737 section 3, FACTS.md section 2); the
- * registry; and a whole TLS-ALPN-01 probe in process: a GnuTLS server with
- * the gate's two hooks and a retrieve function, a GnuTLS client offering
- * exactly acme-tls/1, over a socketpair. */
+ * ACME validator does (RFC 8737 section 3; docs/HACKING.md, "TLS-ALPN-01 as
+ * a validator checks it"); the registry; and a whole TLS-ALPN-01 probe in
+ * process: a GnuTLS server with the gate's two hooks and a retrieve
+ * function, a GnuTLS client offering exactly acme-tls/1, over a socketpair. */
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
@@ -310,7 +310,7 @@ static void test_registry(void) {
 /* --- a probe end to end ---------------------------------------------------- */
 
 /* The server side of one connection, wired the way conn.c is to wire the
- * gate (FACTS.md section 1). */
+ * gate (docs/HACKING.md, "GnuTLS handshake hooks and the ALPN gate"). */
 typedef struct Server {
         Challenges *challenges;
         CertBundle *served;             /* for normal clients */
@@ -601,7 +601,8 @@ static void test_probe_end_to_end(void) {
                 CHECK(gnutls_alpn_get_selected_protocol(s, &sel) == 0 && sel.size == 10 &&
                       memcmp(sel.data, ACME_TLS_ALPN_PROTOCOL, 10) == 0);
                 CHECK(gnutls_certificate_get_peers(s, &(unsigned) { 0 }) == NULL);
-                /* A probe's session must not be resumable (FACTS.md section 1). */
+                /* A probe's session must not be resumable: it was never
+                 * asked for a certificate. */
                 CHECK(cl.got_ticket == !ok[i].no_tickets);
                 if (CHECK(cl.peer_der.data)) {
                         gnutls_x509_crt_t crt = crt_of(&cl.peer_der);
