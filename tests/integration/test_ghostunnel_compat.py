@@ -1,6 +1,7 @@
 """Ghostunnel's smaller flags and behaviours: the flags tlsgate refuses with a
 reason, --auto-acme-renew-check-interval, --quiet=all and the PROXY protocol
 header of --proxy-protocol-mode=tls."""
+import os
 import re
 import signal
 import time
@@ -288,3 +289,61 @@ def test_status_last_reload_and_stopping(start_proxy, backend):
         assert code == 503 and st["message"] == "stopping" and st["ok"] is False, st
     finally:
         c.close()
+
+
+# ---------------------------------------------------------------------------
+# Every Ghostunnel 1.11.1 server flag is accounted for, in the binary and in
+# the three documents a switching user reads.
+
+SUPPORTED = """listen target target-status unsafe-target proxy-protocol proxy-protocol-mode
+allow-all allow-cn allow-ou allow-dns allow-ip allow-uri allow-dns-san allow-ip-san allow-uri-san
+allow-spki-pin disable-authentication auto-acme-cert auto-acme-email auto-acme-agree-to-tos
+auto-acme-ca auto-acme-testca auto-acme-renew-check-interval keystore cert key cacert storepass
+pkcs11-module pkcs11-token-label pkcs11-pin cipher-suites max-tls-version timed-reload
+shutdown-timeout connect-timeout close-timeout max-conn-lifetime max-concurrent-conns
+metrics-graphite metrics-url metrics-interval metrics-prefix status enable-shutdown
+quiet""".split()
+# Ghostunnel's hidden aliases of --allow-dns/-ip/-uri: accepted, not in --help.
+HIDDEN_ALIASES = {"allow-dns-san", "allow-ip-san", "allow-uri-san"}
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _read(*path):
+    with open(os.path.join(TOP, *path), encoding="utf-8") as f:
+        return f.read()
+
+
+def _man_section(text, title):
+    """The text of one .SH section of a man page."""
+    m = re.search(r"^\.SH %s\n(.*?)(?=^\.SH )" % re.escape(title), text, re.S | re.M)
+    assert m, "no section %s" % title
+    return m.group(1)
+
+
+def test_every_ghostunnel_flag_accounted_for(tlsgate_bin):
+    """Each supported flag is in --help, in README's compatibility table, in
+    tlsgate(8)'s GHOSTUNNEL COMPATIBILITY and tlsgate.conf(5)'s list; each
+    refused one in the three documents too (the tests above refuse them)."""
+    refused = [r[0] for r in REFUSED]
+    assert not set(refused) & set(SUPPORTED)
+    rc, out, _err = tg_daemon.run_once([tlsgate_bin, "server", "--help"], env=C_LOCALE)
+    assert rc == 0
+    readme = _read("README.md")
+    table = readme[readme.index("| Ghostunnel flag | in tlsgate |"):]
+    table = table[:table.index("\n\n")]
+    man8 = _man_section(_read("man", "tlsgate.8"), "GHOSTUNNEL COMPATIBILITY")
+    conf5 = _man_section(_read("man", "tlsgate.conf.5"), "GHOSTUNNEL'S FLAGS")
+    conf_supported, conf_refused = conf5.split("is refused in the file", 1)
+    missing = []
+    for flag in SUPPORTED + refused:
+        esc = flag.replace("-", "\\-")
+        if "`--%s`" % flag not in table:
+            missing.append("README table: --" + flag)
+        if not re.search(r"\\-\\-%s\b(?!\\-)" % re.escape(esc), man8):
+            missing.append("tlsgate(8): --" + flag)
+        where = conf_supported if flag in SUPPORTED else conf_refused
+        if not re.search(r"^\.BR? %s\b(?!\\-)" % re.escape(esc), where, re.M):
+            missing.append("tlsgate.conf(5): " + flag)
+        if flag in SUPPORTED and flag not in HIDDEN_ALIASES and not re.search(r"^  --%s\b(?!-)" % re.escape(flag), out, re.M):
+            missing.append("--help: --" + flag)
+    assert not missing, "not accounted for: " + ", ".join(missing)
