@@ -511,7 +511,13 @@ static int option_set(Config *c, const Option *o, const char *flag, bool negated
                         if (!copy)
                                 return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 }
-                free(*field);
+                /* The secrets (--storepass, --pkcs11-pin) are strings: a
+                 * value replaced (the file's, by the environment or the
+                 * command line) is wiped as config_done() wipes the last. */
+                if (o->kind == OPTION_STRING)
+                        erase_and_free_string(*field);
+                else
+                        free(*field);
                 *field = copy;
                 return 0;
         }
