@@ -1572,17 +1572,29 @@ static int validate_status(const Config *c, char **ret_error) {
                 return error_set(ret_error, -EINVAL, "%s", _("--target-status requires --status"));
         if (!c->status_set && c->enable_shutdown)
                 return error_set(ret_error, -EINVAL, "%s", _("--enable-shutdown requires --status"));
-        if (c->target_status && !acme_url_ok(c->target_status))
+        if (c->target_status && !acme_url_ok(c->target_status)) {
+                _cleanup_free_ char *shown = NULL;
+
+                /* A password in it stays out of the message. */
+                if (url_for_log(c->target_status, &shown) < 0)
+                        return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 return error_set(ret_error, -EINVAL, _("--target-status: \"%s\" is not an http(s) URL"),
-                              c->target_status);
+                              shown);
+        }
         if (c->metrics_prefix && !metrics_prefix_valid(c->metrics_prefix))
                 return error_set(ret_error, -EINVAL,
                               _("--metrics-prefix: \"%s\" must start with a letter, '_' or ':' and "
                                 "hold at most 64 letters, digits, '_', ':', '.' or '-'"),
                               c->metrics_prefix);
-        if (c->metrics_url && !acme_url_ok(c->metrics_url))
+        if (c->metrics_url && !acme_url_ok(c->metrics_url)) {
+                _cleanup_free_ char *shown = NULL;
+
+                /* A password in it stays out of the message. */
+                if (url_for_log(c->metrics_url, &shown) < 0)
+                        return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 return error_set(ret_error, -EINVAL, _("--metrics-url: \"%s\" is not an http(s) URL"),
-                              c->metrics_url);
+                              shown);
+        }
         if (c->status_set && c->listen_set && status_conflicts(&c->status, &c->listen))
                 return error_set(ret_error, -EINVAL,
                               _("--status %s: must not use the port, path or socket name of --listen"),
