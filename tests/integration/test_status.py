@@ -318,6 +318,26 @@ def test_target_status_url(start_proxy, backend, health_server, path, code):
         assert re.search(r"status (500|302|404)", st["backend_error"]), st["backend_error"]
 
 
+@pytest.mark.parametrize("case", ["status", "refused"])
+def test_target_status_password_stays_private(start_proxy, backend, health_server, case):
+    """A user and password in --target-status: /_status, which anyone who
+    reaches the status port may read, and the log name the URL without the
+    password, as Go's HTTP client writes it in Ghostunnel's backend_error."""
+    if case == "status":
+        url = health_server.replace("http://", "http://health:s3cret@") + "/fail"
+    else:
+        url = "http://health:s3cret@127.0.0.1:%d/ok" % tg_daemon.free_port()
+    t = start_status(start_proxy, backend, extra=["--target-status", url],
+                     env={"TLSGATE_LOG_LEVEL": "debug"})
+    r = http(t.status_addr)
+    assert r.status == 503, r
+    error = r.json()["backend_error"]
+    assert "s3cret" not in error, error
+    assert url.replace(":s3cret@", "@") in error, error
+    assert tg_daemon.wait_until(lambda: t.find_log("backend check failed"), 5), t.log()
+    assert "s3cret" not in t.log(), t.log()
+
+
 def test_target_status_hanging_is_bounded(start_proxy, backend):
     """A health URL that accepts and never answers: 503 after --connect-timeout,
     and other requests (metrics, the proxy) are served meanwhile."""
