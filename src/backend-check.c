@@ -40,10 +40,13 @@ static void check_finish(BackendCheck *k, bool ok, const char *error) {
         k->cb(ok, error, k->userdata);
 }
 
+/* The system's errors in backend_error are spelled as Go spells them,
+ * whatever the locale: /_status is read by programs. */
 static void check_fail_errno(BackendCheck *k, int error) {
-        char msg[512];
+        char msg[512], e[ERRNO_GO_MAX];
 
-        snprintf(msg, sizeof msg, "connect to %s: %s", k->target_spec, strerror(error));
+        snprintf(msg, sizeof msg, "connect to %s: %s", k->target_spec,
+                 errno_go(error, e, sizeof e));
         check_finish(k, false, msg);
 }
 
@@ -73,12 +76,12 @@ static int on_timeout(sd_event_source *source, uint64_t usec, void *userdata) {
 
 static void on_http(const HttpResponse *resp, void *userdata) {
         BackendCheck *k = userdata;
-        char msg[1024];
+        char msg[1024], e[ERRNO_GO_MAX];
 
         k->request = NULL; /* gone once the callback runs */
         if (resp->error < 0)
                 snprintf(msg, sizeof msg, "GET %s: %s", k->url_shown,
-                         resp->error_message ? resp->error_message : strerror(-resp->error));
+                         resp->error_message ?: errno_go(resp->error, e, sizeof e));
         else if (resp->status >= 200 && resp->status < 300)
                 return check_finish(k, true, NULL);
         else
@@ -104,11 +107,12 @@ void backend_check_start(BackendCheck *k) {
                         .url = k->url,
                         .timeout = k->timeout + USEC_PER_SEC, /* ours ends it first */
                 };
-                char msg[1024];
+                char msg[1024], e[ERRNO_GO_MAX];
 
                 r = http_request(k->http, &req, on_http, k, &k->request);
                 if (r < 0) {
-                        snprintf(msg, sizeof msg, "GET %s: %s", k->url_shown, strerror(-r));
+                        snprintf(msg, sizeof msg, "GET %s: %s", k->url_shown,
+                                 errno_go(r, e, sizeof e));
                         check_finish(k, false, msg);
                 }
                 return;

@@ -251,6 +251,19 @@ def test_status_systemd_socket(proxy_factory, backend, pki):
     assert o.echoed, o
 
 
+def test_backend_error_is_english_whatever_the_locale(start_proxy):
+    """backend_error is data for checks and dashboards: the system's error
+    in English and lower case, as Go spells it, even when tlsgate runs in
+    another language (LANGUAGE=de with a C.UTF-8 locale: glibc's German)."""
+    dead = tg_daemon.free_port()
+    t = start_status(start_proxy, "127.0.0.1:%d" % dead,
+                     env={"LANGUAGE": "de", "LC_ALL": "C.UTF-8"})
+    r = http(t.status_addr)
+    assert r.status == 503, r
+    assert r.json()["backend_error"] == "connect to 127.0.0.1:%d: connection refused" % dead, \
+        r.json()
+
+
 def test_backend_down_503_and_dial_error(start_proxy, pki):
     dead = tg_daemon.free_port()
     t = start_status(start_proxy, "127.0.0.1:%d" % dead, "https")
