@@ -376,8 +376,9 @@ static const Option options[] = {
           N_("Silence log messages: all, conns, conn-errs or handshake-errs (can be repeated)."),
           NULL, reset_quiet },
         { "status", OPTION_SETTER, 0, 0, set_status, "ADDR",
-          N_("Serve /_status and /_metrics on ADDR: HOST:PORT over HTTPS with the server "
-             "certificate, http://HOST:PORT, unix:PATH or systemd:NAME over plain HTTP."), NULL },
+          N_("Serve /_status and /_metrics on ADDR: HOST:PORT (or https://HOST:PORT) over HTTPS "
+             "with the server certificate, http://HOST:PORT, unix:PATH or systemd:NAME over plain "
+             "HTTP."), NULL },
         { "target-status", OPTION_PATH, 0, CFG(target_status), NULL, "URL",
           N_("Check the backend for /_status with a GET of this http(s) URL (2xx is healthy) "
              "instead of a TCP connect to --target."), NULL },
