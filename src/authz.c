@@ -327,10 +327,13 @@ int spki_pin_parse(const char *flag, const char *text, SpkiPin *ret, char **ret_
                                    "sha384 or sha512)"),
                                  flag, text, (int) n, text);
 
-        /* GnuTLS's decoder skips blanks and line breaks; Go's, which
-         * Ghostunnel uses, refuses blanks: a pin is one word. */
+        /* GnuTLS's decoder skips blanks and line breaks and ends at a '-'
+         * (where a PEM footer starts), dropping the rest; Go's, which
+         * Ghostunnel uses, refuses both: a pin is one word of the standard
+         * alphabet and its padding, and GnuTLS decodes it. */
         b64 = colon + 1;
-        if (b64[strcspn(b64, " \t\r\n\v\f")] != '\0')
+        if (b64[strspn(b64, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")] !=
+            '\0')
                 r = GNUTLS_E_BASE64_DECODING_ERROR;
         else {
                 encoded = (gnutls_datum_t) { (unsigned char *) b64, (unsigned) strlen(b64) };

@@ -4,12 +4,14 @@
 #include "backend-check.h"
 #include "http.h"
 #include "log.h"
+#include "util.h"
 
 struct BackendCheck {
         sd_event *event;
         struct sockaddr_storage target;
         socklen_t target_len;
         char *target_spec, *url;
+        char *url_shown;                /* url without its password: for /_status and the log */
         usec_t timeout;
         backend_check_callback_t cb;
         void *userdata;
@@ -38,10 +40,13 @@ static void check_finish(BackendCheck *k, bool ok, const char *error) {
         k->cb(ok, error, k->userdata);
 }
 
+/* The system's errors in backend_error are spelled as Go spells them,
+ * whatever the locale: /_status is read by programs. */
 static void check_fail_errno(BackendCheck *k, int error) {
-        char msg[512];
+        char msg[512], e[ERRNO_GO_MAX];
 
-        snprintf(msg, sizeof msg, "connect to %s: %s", k->target_spec, strerror(error));
+        snprintf(msg, sizeof msg, "connect to %s: %s", k->target_spec,
+                 errno_go(error, e, sizeof e));
         check_finish(k, false, msg);
 }
 
@@ -64,23 +69,23 @@ static int on_timeout(sd_event_source *source, uint64_t usec, void *userdata) {
         char msg[1024];
 
         snprintf(msg, sizeof msg, "%s %s: timed out after --connect-timeout",
-                 k->url ? "GET" : "connect to", k->url ? k->url : k->target_spec);
+                 k->url ? "GET" : "connect to", k->url ? k->url_shown : k->target_spec);
         check_finish(k, false, msg);
         return 0;
 }
 
 static void on_http(const HttpResponse *resp, void *userdata) {
         BackendCheck *k = userdata;
-        char msg[1024];
+        char msg[1024], e[ERRNO_GO_MAX];
 
         k->request = NULL; /* gone once the callback runs */
         if (resp->error < 0)
-                snprintf(msg, sizeof msg, "GET %s: %s", k->url,
-                         resp->error_message ? resp->error_message : strerror(-resp->error));
+                snprintf(msg, sizeof msg, "GET %s: %s", k->url_shown,
+                         resp->error_message ?: errno_go(resp->error, e, sizeof e));
         else if (resp->status >= 200 && resp->status < 300)
                 return check_finish(k, true, NULL);
         else
-                snprintf(msg, sizeof msg, "GET %s: target returned status %ld", k->url,
+                snprintf(msg, sizeof msg, "GET %s: target returned status %ld", k->url_shown,
                          resp->status);
         check_finish(k, false, msg);
 }
@@ -102,11 +107,12 @@ void backend_check_start(BackendCheck *k) {
                         .url = k->url,
                         .timeout = k->timeout + USEC_PER_SEC, /* ours ends it first */
                 };
-                char msg[1024];
+                char msg[1024], e[ERRNO_GO_MAX];
 
                 r = http_request(k->http, &req, on_http, k, &k->request);
                 if (r < 0) {
-                        snprintf(msg, sizeof msg, "GET %s: %s", k->url, strerror(-r));
+                        snprintf(msg, sizeof msg, "GET %s: %s", k->url_shown,
+                                 errno_go(r, e, sizeof e));
                         check_finish(k, false, msg);
                 }
                 return;
@@ -153,6 +159,10 @@ int backend_check_new(sd_event *e, const BackendCheckParams *p, backend_check_ca
                 k->url = strdup(p->url);
                 if (!k->url)
                         return -ENOMEM;
+                /* backend_error is served to whoever reaches the status port. */
+                r = url_for_log(p->url, &k->url_shown);
+                if (r < 0)
+                        return r;
                 r = http_client_new(e, &k->http);
                 if (r < 0)
                         return r;
@@ -168,6 +178,7 @@ BackendCheck *backend_check_free(BackendCheck *k) {
         http_client_free(k->http);
         free(k->target_spec);
         free(k->url);
+        free(k->url_shown);
         free(k);
         return NULL;
 }

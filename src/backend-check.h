@@ -16,7 +16,7 @@
 typedef struct BackendCheck BackendCheck;
 
 /* ok, or a message saying what failed ("connect to 127.0.0.1:8080:
- * Connection refused", "GET URL: target returned status 500"). The message
+ * connection refused", "GET URL: target returned status 500"). The message
  * is valid during the callback only. */
 typedef void (*backend_check_callback_t)(bool ok, const char *error, void *userdata);
 

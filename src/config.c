@@ -376,8 +376,9 @@ static const Option options[] = {
           N_("Silence log messages: all, conns, conn-errs or handshake-errs (can be repeated)."),
           NULL, reset_quiet },
         { "status", OPTION_SETTER, 0, 0, set_status, "ADDR",
-          N_("Serve /_status and /_metrics on ADDR: HOST:PORT over HTTPS with the server "
-             "certificate, http://HOST:PORT, unix:PATH or systemd:NAME over plain HTTP."), NULL },
+          N_("Serve /_status and /_metrics on ADDR: HOST:PORT (or https://HOST:PORT) over HTTPS "
+             "with the server certificate, http://HOST:PORT, unix:PATH or systemd:NAME over plain "
+             "HTTP."), NULL },
         { "target-status", OPTION_PATH, 0, CFG(target_status), NULL, "URL",
           N_("Check the backend for /_status with a GET of this http(s) URL (2xx is healthy) "
              "instead of a TCP connect to --target."), NULL },
@@ -511,7 +512,13 @@ static int option_set(Config *c, const Option *o, const char *flag, bool negated
                         if (!copy)
                                 return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 }
-                free(*field);
+                /* The secrets (--storepass, --pkcs11-pin) are strings: a
+                 * value replaced (the file's, by the environment or the
+                 * command line) is wiped as config_done() wipes the last. */
+                if (o->kind == OPTION_STRING)
+                        erase_and_free_string(*field);
+                else
+                        free(*field);
                 *field = copy;
                 return 0;
         }
@@ -1566,17 +1573,29 @@ static int validate_status(const Config *c, char **ret_error) {
                 return error_set(ret_error, -EINVAL, "%s", _("--target-status requires --status"));
         if (!c->status_set && c->enable_shutdown)
                 return error_set(ret_error, -EINVAL, "%s", _("--enable-shutdown requires --status"));
-        if (c->target_status && !acme_url_ok(c->target_status))
+        if (c->target_status && !acme_url_ok(c->target_status)) {
+                _cleanup_free_ char *shown = NULL;
+
+                /* A password in it stays out of the message. */
+                if (url_for_log(c->target_status, &shown) < 0)
+                        return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 return error_set(ret_error, -EINVAL, _("--target-status: \"%s\" is not an http(s) URL"),
-                              c->target_status);
+                              shown);
+        }
         if (c->metrics_prefix && !metrics_prefix_valid(c->metrics_prefix))
                 return error_set(ret_error, -EINVAL,
                               _("--metrics-prefix: \"%s\" must start with a letter, '_' or ':' and "
                                 "hold at most 64 letters, digits, '_', ':', '.' or '-'"),
                               c->metrics_prefix);
-        if (c->metrics_url && !acme_url_ok(c->metrics_url))
+        if (c->metrics_url && !acme_url_ok(c->metrics_url)) {
+                _cleanup_free_ char *shown = NULL;
+
+                /* A password in it stays out of the message. */
+                if (url_for_log(c->metrics_url, &shown) < 0)
+                        return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
                 return error_set(ret_error, -EINVAL, _("--metrics-url: \"%s\" is not an http(s) URL"),
-                              c->metrics_url);
+                              shown);
+        }
         if (c->status_set && c->listen_set && status_conflicts(&c->status, &c->listen))
                 return error_set(ret_error, -EINVAL,
                               _("--status %s: must not use the port, path or socket name of --listen"),

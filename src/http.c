@@ -8,6 +8,7 @@
 #include "build-config.h"
 #include "http.h"
 #include "log.h"
+#include "util.h"
 
 /* Response headers are as much the peer's to choose as the body: bound them. */
 #define HTTP_HEADERS_MAX 128U
@@ -371,7 +372,7 @@ static void request_finish(HttpRequestHandle *h, int error, const char *message)
         (void) curl_easy_getinfo(h->easy, CURLINFO_EFFECTIVE_URL, &url);
         /* A password in the URL (--metrics-url) stays out of the log. */
         if (url)
-                (void) http_url_for_log(url, &shown);
+                (void) url_for_log(url, &shown);
         if (error < 0)
                 log_debug_errno(error, "HTTP %s %s failed: %s", http_method_to_string(h->method),
                                 strempty(shown), strempty(message));
@@ -811,34 +812,6 @@ void http_request_cancel(HttpRequestHandle *h) {
         if (!h || h->completing)
                 return;
         request_free(h);
-}
-
-int http_url_for_log(const char *url, char **ret) {
-        _cleanup_free_ char *copy = NULL;
-        char *password = NULL, *stripped = NULL;
-        CURLUcode uc;
-        CURLU *u;
-
-        u = curl_url();
-        if (!u)
-                return -ENOMEM;
-        /* Without a password (or unparsable: then check_url() refuses it
-         * anyway), the URL stays exactly as the user wrote it. */
-        uc = curl_url_set(u, CURLUPART_URL, url, 0);
-        if (uc == CURLUE_OK && curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK &&
-            curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) == CURLUE_OK)
-                (void) curl_url_get(u, CURLUPART_URL, &stripped, 0);
-        /* Never the password: only a URL without one is copied as given. */
-        copy = stripped || !password ? strdup(stripped ?: url) : NULL;
-        if (password)
-                explicit_bzero(password, strlen(password));
-        curl_free(password);
-        curl_free(stripped);
-        curl_url_cleanup(u);
-        if (!copy)
-                return -ENOMEM;
-        *ret = TAKE_PTR(copy);
-        return 0;
 }
 
 const char *http_response_header_next(const HttpResponse *r, const char *name, size_t *iter) {

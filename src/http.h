@@ -114,10 +114,6 @@ int http_request(HttpClient *c, const HttpRequest *req, http_callback_t cb, void
 /* Aborts a pending request; its callback is not called. NULL is a no-op. */
 void http_request_cancel(HttpRequestHandle *h);
 
-/* url for a log message: without its password when it has one (user@ is
- * kept), else as given. Returns 0 or -ENOMEM; *ret is malloc'ed. */
-int http_url_for_log(const char *url, char **ret);
-
 /* The value of the first header with that name (case-insensitive), or NULL. */
 const char *http_response_header(const HttpResponse *r, const char *name);
 /* Every value of a header that may repeat, in order. Start with *iter = 0:

@@ -86,7 +86,18 @@ static int run_server(int argc, char *argv[]) {
                         log_error_errno(r, "cannot start: %m");
                 return EXIT_FAILURE;
         }
-        return manager_run(m);
+        r = manager_run(m);
+        if (r != EXIT_SUCCESS && m->exit_error && log_get_max_level() < LOG_ERR) {
+                /* --quiet=all kept the reason out of the log; like a failed
+                 * start's, it is printed. The serving threads, which read
+                 * the log level too, are joined first. */
+                _cleanup_free_ char *e = TAKE_PTR(m->exit_error);
+
+                m = manager_free(m);
+                log_unquiet_for_exit();
+                log_error("%s", e);
+        }
+        return r;
 }
 
 int main(int argc, char *argv[]) {

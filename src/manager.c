@@ -121,6 +121,10 @@ static void on_certificate(CertBundle *bundle, bool renewed, void *userdata) {
 static void on_give_up(int error, const char *message, void *userdata) {
         Manager *m = userdata;
 
+        free(m->exit_error);
+        if (asprintf(&m->exit_error, "could not obtain a certificate for %s: %s",
+                     m->config.auto_acme_cert, message) < 0)
+                m->exit_error = NULL;
         (void) sd_notifyf(false, "STATUS=Failed to obtain a certificate: %s", message);
         (void) sd_event_exit(m->event, EXIT_FAILURE);
 }
@@ -318,6 +322,7 @@ Manager *manager_free(Manager *m) {
         }
         sd_event_unref(m->event);
         config_done(&m->config);
+        free(m->exit_error);
         free(m);
         return NULL;
 }

@@ -61,6 +61,10 @@ typedef struct Manager {
         struct StatusServer *status;
         /* --metrics-url, --metrics-graphite (src/metrics-push.c). */
         struct MetricsPusher *metrics_push;
+
+        /* Why the loop ended with a failure (ACME gave up at start-up), for
+         * main.c to print under --quiet=all, which kept it out of the log. */
+        char *exit_error;
 } Manager;
 
 /* Takes ownership of *config (it is moved into the manager). On failure

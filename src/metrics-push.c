@@ -13,6 +13,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics-push.h"
+#include "util.h"
 
 /* However long the interval, a push gets at most this long. */
 #define PUSH_TIMEOUT_MAX (30 * USEC_PER_SEC)
@@ -271,7 +272,7 @@ static int sink_init(PushSink *s, const char *fmt, ...) {
 int metrics_pusher_new(sd_event *e, const Config *c, metrics_collect_t collect, void *userdata,
                        MetricsPusher **ret, char **ret_error) {
         _cleanup_(metrics_pusher_freep) MetricsPusher *p = NULL;
-        _cleanup_free_ char *url_for_log = NULL;
+        _cleanup_free_ char *url_shown = NULL;
         char d[DURATION_MAX];
         usec_t now;
         int r;
@@ -313,10 +314,10 @@ int metrics_pusher_new(sd_event *e, const Config *c, metrics_collect_t collect, 
                 p->url = strdup(c->metrics_url);
                 if (!p->url)
                         return -ENOMEM;
-                r = http_url_for_log(p->url, &url_for_log);
+                r = url_for_log(p->url, &url_shown);
                 if (r < 0)
                         return r;
-                r = sink_init(&p->url_sink, "metrics post to %s", url_for_log);
+                r = sink_init(&p->url_sink, "metrics post to %s", url_shown);
                 if (r < 0)
                         return r;
                 r = http_client_new(e, &p->http);
@@ -348,7 +349,7 @@ int metrics_pusher_new(sd_event *e, const Config *c, metrics_collect_t collect, 
 
         format_duration(d, sizeof d, p->interval);
         if (p->url)
-                log_info("posting metrics to %s every %s", url_for_log, d);
+                log_info("posting metrics to %s every %s", url_shown, d);
         if (p->graphite_set)
                 log_info("sending metrics to Graphite at %s every %s", c->metrics_graphite.spec, d);
         *ret = TAKE_PTR(p);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -102,5 +103,35 @@ int read_fd_erasable(int fd, size_t max, char **ret, size_t *ret_size) {
         buf[n] = 0;
         *ret = buf;
         *ret_size = n;
+        return 0;
+}
+
+int url_for_log(const char *url, char **ret) {
+        _cleanup_free_ char *copy = NULL;
+        char *password = NULL, *stripped = NULL;
+        CURLUcode uc;
+        CURLU *u;
+
+        u = curl_url();
+        if (!u)
+                return -ENOMEM;
+        /* Any scheme: a URL refused for its scheme (in a message of
+         * config_validate()) must not show its password either. Without a
+         * password, or unparsable (no scheme at all, say), the URL stays
+         * exactly as written. */
+        uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+        if (uc == CURLUE_OK && curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK &&
+            curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) == CURLUE_OK)
+                (void) curl_url_get(u, CURLUPART_URL, &stripped, 0);
+        /* Never the password: only a URL without one is copied as given. */
+        copy = stripped || !password ? strdup(stripped ?: url) : NULL;
+        if (password)
+                explicit_bzero(password, strlen(password));
+        curl_free(password);
+        curl_free(stripped);
+        curl_url_cleanup(u);
+        if (!copy)
+                return -ENOMEM;
+        *ret = TAKE_PTR(copy);
         return 0;
 }

@@ -35,3 +35,9 @@ int read_fd_erasable(int fd, size_t max, char **ret, size_t *ret_size);
  * buf (ERRNO_GO_MAX bytes are always enough) and returns it. */
 #define ERRNO_GO_MAX 128
 const char *errno_go(int error, char *buf, size_t size);
+
+/* url for a message or the log: without its password when it has one
+ * (user@ is kept), whatever its scheme (libcurl's URL parser); as given
+ * when it has none or does not parse. Returns 0 or -ENOMEM; *ret is
+ * malloc'ed. */
+int url_for_log(const char *url, char **ret);

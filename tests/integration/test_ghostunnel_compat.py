@@ -181,6 +181,29 @@ def test_quiet_all_still_prints_the_error_it_exits_with(tlsgate_bin, pki, tmp_pa
     assert out == "", out
 
 
+@pytest.mark.parametrize("quiet", [[], ["--quiet=all"]], ids=["logged", "quiet-all"])
+def test_acme_give_up_prints_the_error_it_exits_with(tlsgate_bin, pki, tmp_path, quiet):
+    """A first ACME certificate that cannot be obtained ends the start (exit
+    1 after the last attempt); like any failed start, it says why on stderr,
+    once, with --quiet=all too (Ghostunnel prints the error run() returns)."""
+    argv = [tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % tg_daemon.free_port(),
+            "--target", "127.0.0.1:9", "--cacert", pki.ca.cert_path,
+            "--auto-acme-cert", DOMAIN, "--auto-acme-email", "admin@example.org",
+            "--auto-acme-agree-to-tos",
+            "--auto-acme-ca", "https://127.0.0.1:%d/dir" % tg_daemon.free_port(),
+            "--allow-all"] + quiet
+    env = dict(C_LOCALE, XDG_DATA_HOME=str(tmp_path), TLSGATE_TEST_BACKOFF_SCALE="0.01")
+    rc, out, err = tg_daemon.run_once(argv, timeout=30, env=env)
+    assert rc == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    final = [line for line in lines
+             if "could not obtain a certificate for %s" % DOMAIN in line and "retrying" not in line]
+    assert len(final) == 1 and "error: " in final[0], err
+    if quiet:
+        assert lines == final, err
+    assert out == "", out
+
+
 # ---------------------------------------------------------------------------
 # Errors in the log lines spelled as Go spells them: lower case, English.
 

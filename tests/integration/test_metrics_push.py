@@ -530,6 +530,9 @@ def test_both_destinations_and_reload(start_proxy, backend, post_receiver, graph
     (["--metrics-url", "ftp://m.example/"], 2,
      '--metrics-url: "ftp://m.example/" is not an http(s) URL'),
     (["--metrics-url", "127.0.0.1:9"], 2, '--metrics-url: "127.0.0.1:9" is not an http(s) URL'),
+    # Refused for its scheme: the message names the URL, not its password.
+    (["--metrics-url", "ftp://metrics:s3cret@m.example/"], 2,
+     '--metrics-url: "ftp://metrics@m.example/" is not an http(s) URL'),
     (["--metrics-graphite", "unix:/tmp/graphite.sock"], 2,
      '--metrics-graphite: "unix:/tmp/graphite.sock" must be HOST:PORT'),
     (["--metrics-graphite", "localhost"], 2, '--metrics-graphite: invalid address "localhost"'),
@@ -547,3 +550,4 @@ def test_flag_errors(tlsgate_bin, pki, backend, args, rc, needle):
     code, _out, err = tg_daemon.run_once(argv, env={"LANG": "C", "LC_ALL": "C"})
     assert code == rc, (code, err)
     assert needle in err, err
+    assert "s3cret" not in err, err

@@ -314,9 +314,11 @@ def test_reload_reuses_the_key_handle(start_proxy, backend, pki, token, tlsgate_
 # "ignored": p11-kit's own copy, which GnuTLS's login makes with
 # p11_kit_pin_new_for_string() and p11_kit_pin_unref() frees unwiped.
 # tlsgate's copies (the settings of the start and of each reload, the
-# config file's text) must all be wiped.
+# config file's text, a file's PIN that $PKCS11_PIN or --pkcs11-pin replaces)
+# must all be wiped.
+@pytest.mark.parametrize("override", ["file", "environment", "flag"])
 def test_pin_is_wiped_before_it_is_freed(proxy_factory, backend, pki, token, tlsgate_bin,
-                                         tmp_path):
+                                         tmp_path, override):
     if "libasan" in subprocess.run(["ldd", tlsgate_bin], capture_output=True, text=True,
                                    timeout=30).stdout:
         pytest.skip("freecheck.so wraps free(), which ASan's allocator must own; "
@@ -332,7 +334,10 @@ def test_pin_is_wiped_before_it_is_freed(proxy_factory, backend, pki, token, tls
     conf = str(tmp_path / "tlsgate.conf")
     with open(conf, "w") as f:  # the PIN from a file the parser reads and frees
         f.write("pkcs11-pin = %s\n" % PIN)
-    creds = pkcs11_creds(pki, token, pin=None) + ["--config", conf]
+    creds = pkcs11_creds(pki, token, pin=PIN if override == "flag" else None)
+    creds += ["--config", conf]
+    if override == "environment":
+        env["PKCS11_PIN"] = PIN
     gate = proxy_factory.start(backend, creds=creds, env=env)
     assert_served_by_token(gate, pki, token, token.cert)
     gate.send_signal(signal.SIGHUP)  # reads the settings, and the PIN, again

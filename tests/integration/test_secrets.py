@@ -126,6 +126,17 @@ def test_storepass_in_config_file(proxy_factory, backend, pki, freecheck, tmp_pa
                 ["--cacert", pki.ca.cert_path, "--config", conf])
 
 
+def test_storepass_in_config_file_replaced(proxy_factory, backend, pki, freecheck, tmp_path):
+    # The file's copy is replaced by the command line's, and must be wiped
+    # when it is let go of, not only the copy in use at the end.
+    conf = str(tmp_path / "tlsgate.conf")
+    with open(conf, "w") as f:
+        f.write("keystore = %s\nstorepass = %s\n" % (_p12(tmp_path, pki), STOREPASS))
+    os.chmod(conf, 0o600)
+    _run_static(proxy_factory, backend, pki, freecheck,
+                ["--cacert", pki.ca.cert_path, "--config", conf, "--storepass", STOREPASS])
+
+
 def test_encrypted_pem_keystore(proxy_factory, backend, pki, freecheck, tmp_path):
     path = str(tmp_path / "keystore.pem")
     with open(path, "wb") as f:

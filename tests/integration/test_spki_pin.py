@@ -281,6 +281,12 @@ START_CASES = [
     ("not-base64", ["--allow-spki-pin", "sha256:HwFIfuF2TJtXpmf3rp_88sHu82JkfsX66C4Igw6Z9Wk="],
      '--allow-spki-pin: "sha256:HwFIfuF2TJtXpmf3rp_88sHu82JkfsX66C4Igw6Z9Wk=": the digest is '
      'not base64'),
+    # GnuTLS's decoder stops at a '-' (a PEM footer's): what follows the
+    # pin must not be dropped unseen, nor a pin cut short.
+    ("trailing-dash", ["--allow-spki-pin", GOOD_PIN + "-x"],
+     '--allow-spki-pin: "%s-x": the digest is not base64' % GOOD_PIN),
+    ("dash-inside", ["--allow-spki-pin", "sha256:HwFIfuF2TJtX-pmf3rp/88sHu82JkfsX66C4Igw6Z9Wk="],
+     "the digest is not base64"),
     ("wrong-length", ["--allow-spki-pin", "sha512:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk="],
      "a sha512 digest has 64 bytes, not 32"),
     ("no-algorithm", ["--allow-spki-pin", "HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk="],

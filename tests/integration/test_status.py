@@ -204,6 +204,19 @@ def test_status_systemd_socket(proxy_factory, backend, pki):
     assert o.echoed, o
 
 
+def test_backend_error_is_english_whatever_the_locale(start_proxy):
+    """backend_error is data for checks and dashboards: the system's error
+    in English and lower case, as Go spells it, even when tlsgate runs in
+    another language (LANGUAGE=de with a C.UTF-8 locale: glibc's German)."""
+    dead = tg_daemon.free_port()
+    t = start_status(start_proxy, "127.0.0.1:%d" % dead,
+                     env={"LANGUAGE": "de", "LC_ALL": "C.UTF-8"})
+    r = http(t.status_addr)
+    assert r.status == 503, r
+    assert r.json()["backend_error"] == "connect to 127.0.0.1:%d: connection refused" % dead, \
+        r.json()
+
+
 def test_backend_down_503_and_dial_error(start_proxy, pki):
     dead = tg_daemon.free_port()
     t = start_status(start_proxy, "127.0.0.1:%d" % dead, "https")
@@ -269,6 +282,26 @@ def test_target_status_url(start_proxy, backend, health_server, path, code):
         assert st["backend_status"] == "critical"
         assert health_server + path in st["backend_error"], st["backend_error"]
         assert re.search(r"status (500|302|404)", st["backend_error"]), st["backend_error"]
+
+
+@pytest.mark.parametrize("case", ["status", "refused"])
+def test_target_status_password_stays_private(start_proxy, backend, health_server, case):
+    """A user and password in --target-status: /_status, which anyone who
+    reaches the status port may read, and the log name the URL without the
+    password, as Go's HTTP client writes it in Ghostunnel's backend_error."""
+    if case == "status":
+        url = health_server.replace("http://", "http://health:s3cret@") + "/fail"
+    else:
+        url = "http://health:s3cret@127.0.0.1:%d/ok" % tg_daemon.free_port()
+    t = start_status(start_proxy, backend, extra=["--target-status", url],
+                     env={"TLSGATE_LOG_LEVEL": "debug"})
+    r = http(t.status_addr)
+    assert r.status == 503, r
+    error = r.json()["backend_error"]
+    assert "s3cret" not in error, error
+    assert url.replace(":s3cret@", "@") in error, error
+    assert tg_daemon.wait_until(lambda: t.find_log("backend check failed"), 5), t.log()
+    assert "s3cret" not in t.log(), t.log()
 
 
 def test_target_status_hanging_is_bounded(start_proxy, backend):

@@ -499,6 +499,12 @@ static void test_spki_pin_parse(void) {
         PIN_ERROR("sha256: HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=", "not base64");
         PIN_ERROR("sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=\n", "not base64");
         PIN_ERROR("sha256:!!!!", "not base64");
+        /* GnuTLS's decoder ends at '-' (a PEM footer): nothing may follow
+         * the pin, and no '-' cut it short. */
+        PIN_ERROR("sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=-", "not base64");
+        PIN_ERROR("sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=-----END X-----",
+                  "not base64");
+        PIN_ERROR("sha256:HwFIfuF2TJtX-pmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=", "not base64");
         PIN_ERROR("sha256:sha256:HwFIfuF2TJtXpmf3rp/88sHu82JkfsX66C4Igw6Z9Wk=", "not base64");
         /* the digest's length is the algorithm's */
         PIN_ERROR("sha256:", "a sha256 digest has 32 bytes, not 0");

@@ -20,6 +20,7 @@
 #include "build-config.h"
 #include "http.h"
 #include "test-util.h"
+#include "util.h"
 
 #define PYTHON "/usr/bin/python3"
 #define SERVER_START_TIMEOUT_MS 15000
@@ -259,12 +260,12 @@ static HttpRequestHandle *get(HttpClient *c, const char *base, const char *path,
         return submit(c, (HttpRequest) { .method = HTTP_GET, .url = url }, o);
 }
 
-/* ---- http_url_for_log ---- */
+/* ---- url_for_log (util.c) ---- */
 
 static void check_url_for_log(const char *url, const char *expected) {
         _cleanup_free_ char *shown = NULL;
 
-        CHECK_INT_EQ(http_url_for_log(url, &shown), 0);
+        CHECK_INT_EQ(url_for_log(url, &shown), 0);
         CHECK_STR_EQ(shown, expected);
 }
 
@@ -278,6 +279,9 @@ static void test_url_for_log(void) {
         check_url_for_log("https://user:s3cret@m.example:8443/ingest?x=1",
                           "https://user@m.example:8443/ingest?x=1");
         check_url_for_log("http://:s3cret@m.example/", "http://@m.example/");
+        /* Refused for its scheme (config_validate()): still no password. */
+        check_url_for_log("ftp://user:s3cret@m.example/", "ftp://user@m.example/");
+        check_url_for_log("xyz://user:s3cret@m.example/", "xyz://user@m.example/");
 }
 
 /* ---- http_parse_retry_after ---- */
