@@ -57,6 +57,8 @@ struct Conn {
         sd_event_source *deadline;      /* --connect-timeout, then --close-timeout */
         sd_event_source *lifetime;      /* --max-conn-lifetime */
         sd_event_source *resume;        /* continues a pump that used up its rounds */
+        sd_event_source *dial_retry;    /* connect() again: a unix target's queue was full */
+        usec_t dial_retry_delay;
         usec_t start;
 
         Pipe c2t, t2c;
@@ -179,6 +181,7 @@ Conn *conn_free(Conn *c) {
         sd_event_source_disable_unref(c->deadline);
         sd_event_source_disable_unref(c->lifetime);
         sd_event_source_disable_unref(c->resume);
+        sd_event_source_disable_unref(c->dial_retry);
         if (c->session)
                 gnutls_deinit(c->session);
         /* Only after gnutls_deinit(): GnuTLS may still point into the bundle. */
@@ -471,6 +474,65 @@ static void conn_dial_finished(Conn *c) {
         }
 }
 
+#define DIAL_RETRY_FIRST (1 * USEC_PER_MSEC)
+#define DIAL_RETRY_MAX (100 * USEC_PER_MSEC)
+
+static void conn_dial_connect(Conn *c);
+
+static int on_dial_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        conn_dial_connect(userdata);
+        return 0;
+}
+
+/* A unix socket whose accept queue is full refuses a non-blocking connect()
+ * with EAGAIN, and nothing is left pending: the socket is not connecting,
+ * and no event will say when there is room (its EPOLLOUT would only report
+ * an unconnected socket as writable). So connect() is tried again on a timer,
+ * 1 ms doubling to 100 ms, until --connect-timeout ends the dial. */
+static int conn_dial_schedule_retry(Conn *c) {
+        int r;
+
+        c->dial_retry_delay = c->dial_retry_delay == 0
+                                      ? DIAL_RETRY_FIRST
+                                      : MIN(2 * c->dial_retry_delay, DIAL_RETRY_MAX);
+        conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: the target's accept queue is full, "
+                 "connecting again in %" PRIu64 " ms", c->id_str,
+                 c->dial_retry_delay / USEC_PER_MSEC);
+        if (c->dial_retry) {
+                r = sd_event_source_set_time_relative(c->dial_retry, c->dial_retry_delay);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(c->dial_retry, SD_EVENT_ONESHOT);
+                return r;
+        }
+        r = sd_event_add_time_relative(c->server->event, &c->dial_retry, CLOCK_MONOTONIC,
+                                       c->dial_retry_delay, 0, on_dial_retry, c);
+        if (r >= 0)
+                (void) sd_event_source_set_description(c->dial_retry, "conn-dial-retry");
+        return r;
+}
+
+static void conn_dial_connect(Conn *c) {
+        ConnServer *s = c->server;
+        int r;
+
+        if (connect(c->target_fd, (const struct sockaddr *) &s->target, s->target_len) >= 0)
+                return conn_dial_finished(c);
+        if (errno == EINPROGRESS) {
+                /* TCP: the connection completes (or fails) with EPOLLOUT. */
+                (void) sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+                return;
+        }
+        if (errno != EAGAIN || s->target.ss_family != AF_UNIX)
+                return conn_dial_failed(c, errno);
+        r = sd_event_source_set_enabled(c->target_io, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+        if (r >= 0)
+                r = conn_dial_schedule_retry(c);
+        if (r < 0)
+                conn_dial_failed(c, -r);
+}
+
 static void conn_dial(Conn *c) {
         ConnServer *s = c->server;
         int r;
@@ -484,15 +546,7 @@ static void conn_dial(Conn *c) {
         r = sd_event_add_io(s->event, &c->target_io, c->target_fd, EPOLLOUT | EPOLLET, on_target_io, c);
         if (r < 0)
                 return conn_dial_failed(c, -r);
-
-        if (connect(c->target_fd, (const struct sockaddr *) &s->target, s->target_len) < 0) {
-                if (errno != EINPROGRESS && errno != EAGAIN)
-                        return conn_dial_failed(c, errno);
-                /* Wait for EPOLLOUT. A unix socket with a full backlog says EAGAIN. */
-                (void) sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
-                return;
-        }
-        conn_dial_finished(c);
+        conn_dial_connect(c);
 }
 
 /* --- handshake ----------------------------------------------------------- */

@@ -524,3 +524,61 @@ def test_handshake_flood_during_reload(start_proxy, backend, ctx_for, pki, files
     assert proxy.running()
     assert wait_open(proxy, 0, 5)
     assert_allowed(proxy, backend, ctx)
+
+
+def test_unix_target_with_full_accept_queue(start_proxy, ctx_for, pki, tmp_path):
+    """A unix-socket target whose accept queue is full answers connect() with
+    EAGAIN and leaves nothing pending. tlsgate connects again until
+    --connect-timeout: the client is served once the target accepts, not
+    piped into a socket that never connected."""
+    path = str(tmp_path / "target.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(0)
+    fillers = []
+    for _ in range(16):  # bounded: listen(0) holds one or two
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(path)
+        except BlockingIOError:
+            s.close()
+            break
+        fillers.append(s)
+    else:
+        pytest.fail("the accept queue never filled")
+    proxy = start_proxy("unix:" + path,
+                        extra=["--connect-timeout", "%ds" % (10 * tg_daemon.slow_factor())])
+    served = threading.Event()
+
+    def serve_later():
+        time.sleep(1.0)  # the client's dial meets a full queue meanwhile
+        srv.settimeout(10 * tg_daemon.slow_factor())
+        for _ in range(len(fillers) + 1):
+            conn, _ = srv.accept()
+            conn.settimeout(10 * tg_daemon.slow_factor())
+            try:
+                data = conn.recv(100)
+            except socket.timeout:
+                data = b""
+            if data:
+                conn.sendall(data)
+                served.set()
+            conn.close()
+
+    t = threading.Thread(target=serve_later, daemon=True)
+    s = tls_connect(proxy.addr, ctx_for(pki.client), timeout=15 * tg_daemon.slow_factor())
+    try:
+        t.start()
+        for f in fillers:   # the fillers send nothing: the target moves on
+            f.shutdown(socket.SHUT_WR)
+        s.sendall(b"ping\n")
+        assert recv_exact(s, 5, 15 * tg_daemon.slow_factor()) == b"ping\n", proxy.log()
+    finally:
+        s.close()
+        for f in fillers:
+            f.close()
+        t.join(20)
+        srv.close()
+    assert served.is_set()
+    assert "error on dial" not in proxy.log()
