@@ -663,7 +663,9 @@ static void stapler_start(OcspStapler *s, CertBundle *base) {
 
         r = ocsp_responder_url(s->leaf, &s->url);
         if (r < 0) {
-                log_fields(LOG_INFO, 0, NULL, STAPLER_FIELDS(s), 1,
+                /* Debug: the usual case (Let's Encrypt has put no OCSP URL
+                 * in its certificates since 2025), not news on every start. */
+                log_fields(LOG_DEBUG, 0, NULL, STAPLER_FIELDS(s), 1,
                            "certificate %s names no OCSP responder: no OCSP stapling",
                            stapler_name(s));
                 s->state = OCSP_STATE_NO_RESPONDER;
