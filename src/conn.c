@@ -853,7 +853,9 @@ static void conn_handshake_step(Conn *c) {
                                 gnutls_free(out.data);
                         } else
                                 conn_log_handshake_error(c, gnutls_strerror(r));
-                } else if (r == GNUTLS_E_NO_CERTIFICATE_FOUND)
+                } else if (r == GNUTLS_E_NO_CERTIFICATE_FOUND || r == GNUTLS_E_CERTIFICATE_REQUIRED)
+                        /* One wording for TLS 1.2 and 1.3 (whose GnuTLS
+                         * error reads "Certificate is required."). */
                         conn_log_handshake_error(c, "client did not present a certificate");
                 else
                         conn_log_handshake_error(c, gnutls_strerror(r));
