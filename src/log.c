@@ -3,6 +3,10 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+/* The CODE_FILE/CODE_LINE/CODE_FUNC of an entry are the caller's, passed
+ * in by the log_*() macros: without this, sd_journal_sendv() is a macro
+ * that adds log.c's own location as a second set. */
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 #include <time.h>
 #include <unistd.h>

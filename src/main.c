@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <locale.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "build-config.h"
@@ -21,6 +22,23 @@ static void print_usage(FILE *f) {
                   "  server    Accept TLS connections, authenticate clients, forward to a target\n"
                   "\n"
                   "Run 'tlsgate server --help' for the server flags.\n"));
+}
+
+/* An error that ends the program before it runs (bad flags, bad config
+ * file). On a terminal it is prefixed with the program's name; under the
+ * journal, whose entries already read "tlsgate[PID]:", it is an entry of its
+ * own at error priority, without the name a second time. */
+_printf_(1, 2) static void print_error(const char *format, ...) {
+        char buf[4096];
+        va_list ap;
+
+        va_start(ap, format);
+        (void) vsnprintf(buf, sizeof buf, format, ap);
+        va_end(ap);
+        if (log_is_journal())
+                log_error("%s", buf);
+        else
+                fprintf(stderr, "tlsgate: %s\n", buf);
 }
 
 /* --quiet=all logs nothing at all (Ghostunnel's logger then discards
@@ -49,7 +67,7 @@ static int run_server(int argc, char *argv[]) {
                 r = config_validate(&config, &error);
         if (r < 0) {
                 config_done(&config);
-                fprintf(stderr, "tlsgate: %s\n", error ? error : strerror(-r));
+                print_error("%s", error ? error : strerror(-r));
                 return EXIT_USAGE;
         }
 
@@ -113,7 +131,8 @@ int main(int argc, char *argv[]) {
 
         if (argc < 2) {
                 print_usage(stderr);
-                fprintf(stderr, "\ntlsgate: %s\n", _("a command is required, e.g. 'server'"));
+                fputc('\n', stderr);
+                print_error("%s", _("a command is required, e.g. 'server'"));
                 return EXIT_USAGE;
         }
         if (streq(argv[1], "--version") || streq(argv[1], "version")) {
@@ -128,6 +147,7 @@ int main(int argc, char *argv[]) {
                 return run_server(argc - 2, argv + 2);
 
         print_usage(stderr);
-        fprintf(stderr, "\ntlsgate: %s \"%s\"\n", _("unknown command"), argv[1]);
+        fputc('\n', stderr);
+        print_error("%s \"%s\"", _("unknown command"), argv[1]);
         return EXIT_USAGE;
 }

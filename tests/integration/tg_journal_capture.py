@@ -8,7 +8,9 @@ In the private mount namespace a tmpfs covers /run/systemd and a datagram
 socket is bound at /run/systemd/journal/socket; PROG's stderr goes to a file
 whose dev:ino is exported as JOURNAL_STREAM, exactly as systemd does for a
 service with StandardError=journal, so PROG takes its native-journal path.
-Every record received is appended to OUT.jsonl as one JSON object.
+Every record received is appended to OUT.jsonl as one JSON object; a field
+that occurs more than once keeps its last value and is listed in
+_DUPLICATE_FIELDS.
 SIGTERM/SIGINT are forwarded to PROG; the exit status is PROG's.
 """
 import array
@@ -30,12 +32,15 @@ def parse(buf):
         line = buf[i:nl]
         if b"=" in line:
             k, v = line.split(b"=", 1)
-            rec[k.decode()] = v.decode("utf-8", "replace")
+            k, v = k.decode(), v.decode("utf-8", "replace")
             i = nl + 1
         else:  # KEY\n<le64 size><data>\n
             size = struct.unpack("<Q", buf[nl + 1:nl + 9])[0]
-            rec[line.decode()] = buf[nl + 9:nl + 9 + size].decode("utf-8", "replace")
+            k, v = line.decode(), buf[nl + 9:nl + 9 + size].decode("utf-8", "replace")
             i = nl + 9 + size + 1
+        if k in rec:  # journald keeps both: say so, the dict cannot
+            rec.setdefault("_DUPLICATE_FIELDS", []).append(k)
+        rec[k] = v
     return rec
 
 
