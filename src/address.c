@@ -205,3 +205,33 @@ bool address_is_local_target(const char *spec) {
                         return true;
         return false;
 }
+
+void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
+        char host[INET6_ADDRSTRLEN];
+
+        if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+                snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
+        } else if (sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) sa;
+                /* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d;
+                 * people and their filters know them as a.b.c.d. */
+                if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+                        inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
+                        snprintf(buf, size, "%s:%u", host, ntohs(in6->sin6_port));
+                } else {
+                        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+                        snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+                }
+        } else if (sa->sa_family == AF_UNIX) {
+                const struct sockaddr_un *un = (const struct sockaddr_un *) sa;
+                if (len > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0])
+                        snprintf(buf, size, "unix:%.*s",
+                                 (int) (len - offsetof(struct sockaddr_un, sun_path)),
+                                 un->sun_path);
+                else
+                        snprintf(buf, size, "unix:@");
+        } else
+                snprintf(buf, size, "unknown");
+}

@@ -5,6 +5,8 @@
  * systemd:NAME. Pure parsing, no I/O. */
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
 
 typedef enum AddressKind {
         ADDRESS_TCP,
@@ -28,3 +30,8 @@ void address_done(Address *a);
 
 /* True for unix:, 127.0.0.1:, [::1]:, localhost: (Ghostunnel's safe targets). */
 bool address_is_local_target(const char *spec);
+
+/* Formats a socket address as the logs show it: a.b.c.d:PORT (IPv4-mapped
+ * IPv6 addresses included), [v6]:PORT, unix:PATH or unix:@ (unnamed or
+ * abstract). */
+void sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);

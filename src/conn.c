@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/un.h>
 
+#include "address.h"
 #include "alpn-gate.h"
 #include "authz.h"
 #include "challenges.h"
@@ -123,36 +124,6 @@ static void conn_set_state(Conn *c, ConnState s) {
         conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: %s -> %s", c->id_str,
                  conn_state_to_string(c->state), conn_state_to_string(s));
         c->state = s;
-}
-
-static void format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
-        char host[INET6_ADDRSTRLEN];
-
-        if (sa->sa_family == AF_INET) {
-                const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
-                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-                snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
-        } else if (sa->sa_family == AF_INET6) {
-                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) sa;
-                /* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d;
-                 * people and their filters know them as a.b.c.d. */
-                if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-                        inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
-                        snprintf(buf, size, "%s:%u", host, ntohs(in6->sin6_port));
-                } else {
-                        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-                        snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
-                }
-        } else if (sa->sa_family == AF_UNIX) {
-                const struct sockaddr_un *un = (const struct sockaddr_un *) sa;
-                if (len > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0])
-                        snprintf(buf, size, "unix:%.*s",
-                                 (int) (len - offsetof(struct sockaddr_un, sun_path)),
-                                 un->sun_path);
-                else
-                        snprintf(buf, size, "unix:@");
-        } else
-                snprintf(buf, size, "unknown");
 }
 
 /* Gives the buffer back once its bytes are out (or the connection ends). */
@@ -1383,7 +1354,7 @@ int conn_new(ConnServer *s, int fd, const struct sockaddr *peer, socklen_t peer_
         c->id = atomic_fetch_add_explicit(s->next_id, 1, memory_order_relaxed) + 1;
         c->state = CONN_HANDSHAKE;
         snprintf(c->id_str, sizeof c->id_str, "%" PRIu64, c->id);
-        format_peer(peer, peer_len, c->peer, sizeof c->peer);
+        sockaddr_format(peer, peer_len, c->peer, sizeof c->peer);
         /* Both under the lock a reload or a new certificate swaps them with;
          * the bundle is NULL until ACME has one. */
         current_creds_get(s->current, &c->creds, &c->bundle);

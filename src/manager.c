@@ -327,8 +327,26 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
+/* The --listen address as given; for an inherited socket (systemd:NAME)
+ * followed by the address it is bound to, which only the socket unit
+ * names: "systemd:https (0.0.0.0:443)". */
+static void manager_describe_listener(Manager *m, char *buf, size_t size) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        char addr[256];
+
+        if (m->config.listen.kind != ADDRESS_SYSTEMD ||
+            getsockname(m->listen_fd, (struct sockaddr *) &sa, &len) < 0) {
+                snprintf(buf, size, "%s", m->config.listen.spec);
+                return;
+        }
+        sockaddr_format((struct sockaddr *) &sa, len, addr, sizeof addr);
+        snprintf(buf, size, "%s (%s)", m->config.listen.spec, addr);
+}
+
 int manager_start(Manager *m, char **ret_error) {
         _cleanup_(cert_bundle_unrefp) CertBundle *bundle = NULL;
+        char where[512];
         int r;
 
         /* Everything that can fail because of the configuration is checked
@@ -411,8 +429,8 @@ int manager_start(Manager *m, char **ret_error) {
                 if (r < 0)
                         return r;
         }
-        log_info("listening on %s, forwarding to %s, serving %s", m->config.listen.spec,
-                 m->config.target.spec,
+        manager_describe_listener(m, where, sizeof where);
+        log_info("listening on %s, forwarding to %s, serving %s", where, m->config.target.spec,
                  bundle ? strempty(bundle->subject) : m->config.auto_acme_cert);
 
         /* ACME after the listener: the CA's probes arrive on this very

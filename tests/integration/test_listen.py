@@ -104,6 +104,10 @@ def test_systemd_socket_activation_picks_fd_by_name(proxy_factory, backend, ctx_
     o = try_echo(proxy.addr, ctx_for(pki.client), timeout=10)
     assert o.data == o.payload, o
     proxy.wait_ready(5)
+    # The start-up line names the address of the socket it inherited: the
+    # name alone says nothing about where clients reach it.
+    line = proxy.wait_log("listening on systemd:https")
+    assert "listening on systemd:https (127.0.0.1:%d), forwarding to" % mine in line, line
     assert_allowed(proxy, backend, ctx_for(pki.client))
 
 
