@@ -1,4 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/un.h>
+
 #include "address.h"
 #include "macro.h"
 #include "test-util.h"
@@ -155,11 +161,38 @@ static void test_local_target(void) {
         CHECK(!address_is_local_target(NULL));
 }
 
+static void test_sockaddr_format(void) {
+        struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(443) };
+        struct sockaddr_in6 in6 = { .sin6_family = AF_INET6, .sin6_port = htons(8443) };
+        struct sockaddr_un un = { .sun_family = AF_UNIX };
+        char buf[128];
+
+        sockaddr_format((struct sockaddr *) &in, sizeof in, buf, sizeof buf);
+        CHECK_STR_EQ(buf, "0.0.0.0:443");
+        sockaddr_format((struct sockaddr *) &in6, sizeof in6, buf, sizeof buf);
+        CHECK_STR_EQ(buf, "[::]:8443");
+        CHECK(inet_pton(AF_INET6, "2001:db8::1", &in6.sin6_addr) == 1);
+        sockaddr_format((struct sockaddr *) &in6, sizeof in6, buf, sizeof buf);
+        CHECK_STR_EQ(buf, "[2001:db8::1]:8443");
+        /* A dual-stack socket's IPv4 peer reads as IPv4. */
+        CHECK(inet_pton(AF_INET6, "::ffff:192.0.2.7", &in6.sin6_addr) == 1);
+        sockaddr_format((struct sockaddr *) &in6, sizeof in6, buf, sizeof buf);
+        CHECK_STR_EQ(buf, "192.0.2.7:8443");
+        strcpy(un.sun_path, "/run/tlsgate.sock");
+        sockaddr_format((struct sockaddr *) &un,
+                        offsetof(struct sockaddr_un, sun_path) + strlen(un.sun_path) + 1, buf,
+                        sizeof buf);
+        CHECK_STR_EQ(buf, "unix:/run/tlsgate.sock");
+        sockaddr_format((struct sockaddr *) &un, sizeof(sa_family_t), buf, sizeof buf);
+        CHECK_STR_EQ(buf, "unix:@");
+}
+
 int main(void) {
         test_tcp();
         test_tcp_invalid();
         test_unix();
         test_systemd();
         test_local_target();
+        test_sockaddr_format();
         return test_summary();
 }
