@@ -28,7 +28,10 @@ What happens:
               Pebble in the container (TLS-ALPN-01 answered on the socket
               systemd holds) on first activation; instance "static" on :8443
               (port from a drop-in) serves a static key handed over with
-              LoadCredential= and forwards to a UNIX socket.
+              LoadCredential= and forwards to a UNIX socket; instance
+              "fresh" on :9443, an unedited copy of the shipped example.conf,
+              refuses to start until systemd gives up on its socket, which
+              reset-failed brings back.
   5. the container is always powered off (then killed by PID), the overlay
      unmounted, the run directory and cgroups removed.
 
