@@ -12,6 +12,12 @@
 set -eu
 top=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 out=${1:-$top/build-packages/deb}
+for tool in dpkg-buildpackage dh; do
+        command -v "$tool" >/dev/null || {
+                echo "build-deb: $tool not found: install dpkg-dev and debhelper (sudo apt-get build-dep ./ installs them with the rest of debian/control's Build-Depends, or run scripts/deps.sh)" >&2
+                exit 1
+        }
+done
 version=$(dpkg-parsechangelog -l "$top/debian/changelog" -S Version)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tlsgate-deb.XXXXXX")

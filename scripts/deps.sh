@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs what building and testing tlsgate needs on Debian 12, if missing.
+# Installs what building and testing tlsgate, and building its Debian package
+# (dpkg-dev, debhelper), needs on Debian 12, if missing.
 # Idempotent and quiet when everything is already there.
 set -eu
 
@@ -8,7 +9,8 @@ libgnutls28-dev libsystemd-dev libcurl4-gnutls-dev libjson-c-dev
 gnutls-bin openssl systemd pebble python3 python3-pytest python3-pytest-xdist python3-cryptography
 libasan8 libubsan1 clang libclang-rt-14-dev valgrind gettext groff-base man-db softhsm2
 systemd-container debootstrap debian-archive-keyring
-haproxy nginx libnginx-mod-stream hitch stunnel4 golang-go"
+haproxy nginx libnginx-mod-stream hitch stunnel4 golang-go
+dpkg-dev debhelper"
 
 missing=""
 for p in $PACKAGES; do

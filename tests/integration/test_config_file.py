@@ -302,3 +302,82 @@ def test_ghostunnel_environment_variable_errors(tlsgate_bin, pki, backend, held_
                            "KEYSTORE_PATH": pki.keystore_p12_pass})
     assert rc == 2, err
     assert "--keystore" in err and "--cert" in err, err
+
+
+UNITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "units")
+
+
+def unit_argv(tlsgate_bin, conf):
+    """tlsgate@.service's ExecStart= for an instance whose settings are CONF."""
+    with open(os.path.join(UNITS, "tlsgate@.service.in")) as f:
+        execs = [line.split("=", 1)[1].split() for line in f
+                 if line.startswith("ExecStart=")]
+    assert len(execs) == 1, execs
+    argv = execs[0]
+    assert argv[0] == "@bindir@/tlsgate", argv
+    assert "--config=/etc/tlsgate/%i.conf" in argv, argv
+    return [tlsgate_bin] + ["--config=" + conf if a == "--config=/etc/tlsgate/%i.conf" else a
+                            for a in argv[1:]]
+
+
+def run_example(tlsgate_bin, conf):
+    """Runs CONF as tlsgate@web.service would, with every proxy variable
+    libcurl honours pointing at a listener here: any attempt at an ACME CA
+    (or anything else over HTTP) would knock on it."""
+    trap = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(8)
+    trap.setblocking(False)
+    proxy = "http://127.0.0.1:%d" % trap.getsockname()[1]
+    env = {k: proxy for k in ("http_proxy", "https_proxy", "HTTPS_PROXY", "ALL_PROXY",
+                              "all_proxy")}
+    env["no_proxy"] = env["NO_PROXY"] = ""
+    try:
+        rc, err = run_bad(tlsgate_bin, unit_argv(tlsgate_bin, conf), env=env)
+        try:
+            trap.accept()[0].close()
+            contacted = True
+        except BlockingIOError:
+            contacted = False
+    finally:
+        trap.close()
+    assert not contacted, "an unedited example went out over HTTP: " + err
+    return rc, err
+
+
+def test_shipped_example_does_nothing_until_edited(tlsgate_bin, tmp_path):
+    """An instance enabled from an unedited copy of /etc/tlsgate/example.conf
+    refuses to start, names the file and the setting to fill in, and agrees
+    to no CA's terms of service: that stays the operator's act."""
+    with open(os.path.join(UNITS, "example.conf")) as f:
+        example = f.read()
+    active = [line for line in example.splitlines()
+              if line.strip() and not line.lstrip().startswith("#")]
+    assert active == [], "settings active in the shipped example: %r" % active
+
+    conf = write_conf(tmp_path / "web.conf", example)
+    rc, err = run_example(tlsgate_bin, conf)
+    assert rc == 2, err
+    assert err == "tlsgate: %s: --target is required\n" % conf, err
+
+    # Filled in step by step, each message names the next thing to edit.
+    def uncomment(text, *names):
+        for n in names:
+            assert ("\n#%s = " % n) in text, n
+            text = text.replace("\n#%s = " % n, "\n%s = " % n, 1)
+        return text
+
+    edited = uncomment(example, "target")
+    conf = write_conf(tmp_path / "web.conf", edited)
+    rc, err = run_example(tlsgate_bin, conf)
+    assert rc == 2, err
+    assert err == ("tlsgate: %s: at least one of --keystore, --cert/--key or --auto-acme-cert "
+                   "is required\n" % conf), err
+
+    # Switching ACME on does not agree to the CA's terms by itself.
+    edited = uncomment(edited, "auto-acme-cert", "auto-acme-email")
+    conf = write_conf(tmp_path / "web.conf", edited)
+    rc, err = run_example(tlsgate_bin, conf)
+    assert rc == 2, err
+    assert err.startswith("tlsgate: %s: --auto-acme-cert requires --auto-acme-agree-to-tos"
+                          % conf), err

@@ -28,7 +28,10 @@ What happens:
               Pebble in the container (TLS-ALPN-01 answered on the socket
               systemd holds) on first activation; instance "static" on :8443
               (port from a drop-in) serves a static key handed over with
-              LoadCredential= and forwards to a UNIX socket.
+              LoadCredential= and forwards to a UNIX socket; instance
+              "fresh" on :9443, an unedited copy of the shipped example.conf,
+              refuses to start until systemd gives up on its socket, which
+              reset-failed brings back.
   5. the container is always powered off (then killed by PID), the overlay
      unmounted, the run directory and cgroups removed.
 
@@ -67,7 +70,7 @@ BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "pebble", "socat", "procps",
 
 PEBBLE_DIR_PORT, PEBBLE_MGMT_PORT, DNS_PORT, CTS_PORT = 14000, 15000, 8053, 8055
 BACKEND_PORT = 8080
-WEB_PORT, STATIC_PORT = 443, 8443
+WEB_PORT, STATIC_PORT, FRESH_PORT = 443, 8443, 9443
 WEB_NAME, STATIC_NAME = "web.test", "static.test"
 # The CA is reached by a name from /etc/hosts, so that name resolution runs
 # inside the sandbox (RestrictAddressFamilies= without AF_NETLINK).
@@ -336,6 +339,14 @@ ListenStream=%d
     write(root, S + "/tlsgate@static.service.d/credential.conf", """[Service]
 LoadCredential=static.key:/etc/tlsgate/private/static.key
 """)
+
+    # tlsgate@fresh: an unedited copy of the shipped example, on its own port.
+    with open(root + "/etc/tlsgate/example.conf") as f:
+        write(root, "/etc/tlsgate/fresh.conf", f.read())
+    write(root, S + "/tlsgate@fresh.socket.d/port.conf", """[Socket]
+ListenStream=
+ListenStream=%d
+""" % FRESH_PORT)
 
 
 def make_pki(directory):
@@ -918,6 +929,60 @@ def checks(ct, pki, tmp):
     check(ct.prop(web_sock, "ActiveState") == "active"
           and ct.prop(web_svc, "ActiveState") == "active",
           "tlsgate@web and tlsgate@static run side by side")
+
+    # A changed socket needs the socket restarted, which stops the running
+    # service too (as README.md and tlsgate(8) say): a new main process.
+    pid = ct.prop(st_svc, "MainPID")
+    ct.exec(["systemctl", "restart", st_sock], timeout=60)
+    after = (ct.prop(st_svc, "ActiveState"), ct.prop(st_svc, "MainPID"))
+    check(pid not in ("", "0") and after[1] != pid and ct.prop(st_sock, "ActiveState") == "active",
+          "systemctl restart %s: the service (pid %s) went down with it: now %s, pid %s"
+          % (st_sock, pid, after[0], after[1]))
+
+    # -- an unedited copy of example.conf does nothing -------------------------
+    # One connection to its socket: every start fails at once with exit
+    # status 2 (not restarted), the pending connection triggers the next,
+    # and after five systemd gives up on the socket; reset-failed recovers.
+    fr_svc, fr_sock = "tlsgate@fresh.service", "tlsgate@fresh.socket"
+    ct.exec(["systemctl", "enable", "--now", fr_sock])
+    check(ct.prop(fr_sock, "ActiveState") == "active", "%s listening" % fr_sock)
+    s = ct.socket()
+    s.settimeout(5)
+    try:
+        s.connect(("127.0.0.1", FRESH_PORT))
+    except OSError as e:
+        log("      connecting to %s: %s" % (fr_sock, e))
+    deadline = time.monotonic() + 30
+    while (time.monotonic() < deadline
+           and ct.prop(fr_sock, "Result") != "service-start-limit-hit"):
+        time.sleep(0.2)
+    s.close()
+    sock_state = (ct.prop(fr_sock, "ActiveState"), ct.prop(fr_sock, "Result"))
+    check(sock_state == ("failed", "service-start-limit-hit"),
+          "%s after failed starts: %s (what the docs tell to reset-failed)"
+          % (fr_sock, "/".join(sock_state)))
+    msgs = [e.get("MESSAGE", "") for e in journal(ct, "-u", fr_svc)]
+    msgs = [m for m in msgs if isinstance(m, str)]
+    needle = "/etc/tlsgate/fresh.conf: --target is required"
+    check(any(needle in m for m in msgs) and ct.prop(fr_svc, "ExecMainStatus") == "2",
+          "%s from an unedited example.conf: exit status 2, journal says \"%s\""
+          % (fr_svc, needle), "\n".join(msgs[-10:]))
+    check(not any("acme" in m.lower() for m in msgs),
+          "%s: no ACME activity from an unedited example.conf" % fr_svc, "\n".join(msgs[-10:]))
+    ct.exec(["systemctl", "reset-failed", fr_sock, fr_svc])
+    ct.exec(["systemctl", "start", fr_sock])
+    check(ct.prop(fr_sock, "ActiveState") == "active",
+          "%s listening again after systemctl reset-failed" % fr_sock)
+    # Reload before the first connection: what the docs say to use instead.
+    p = ct.exec(["systemctl", "reload", fr_svc], check=False)
+    check(p.returncode != 0 and "not active, cannot reload" in p.stderr,
+          "systemctl reload %s before any connection fails: %s" % (fr_svc, p.stderr.strip()))
+    p = ct.exec(["systemctl", "try-reload-or-restart", fr_svc], check=False)
+    check(p.returncode == 0 and ct.prop(fr_svc, "ActiveState") == "inactive",
+          "systemctl try-reload-or-restart %s: exit %d, leaves it inactive"
+          % (fr_svc, p.returncode), p.stderr)
+    ct.exec(["systemctl", "disable", "--now", fr_sock], check=False)
+    ct.exec(["systemctl", "reset-failed", fr_sock, fr_svc], check=False)
 
     # -- everything stops cleanly ---------------------------------------------
     ct.exec(["systemctl", "stop", web_svc, st_svc, web_sock, st_sock], timeout=60, check=False)
