@@ -63,21 +63,18 @@ static int run_server(int argc, char *argv[]) {
                 config_print_help();
                 return EXIT_SUCCESS;
         }
-        if (r >= 0) {
+        if (r >= 0)
                 r = config_validate(&config, &error);
+        if (r < 0) {
                 /* Messages about the file name it and the line; a rule
                  * broken across settings (a required one missing, as in an
                  * unedited copy of the example) gets the file named here, so
                  * that the operator knows what to edit. */
-                if (r < 0 && config.config_file && error && !strstr(error, config.config_file)) {
-                        fprintf(stderr, "tlsgate: %s: %s\n", config.config_file, error);
-                        config_done(&config);
-                        return EXIT_USAGE;
-                }
-        }
-        if (r < 0) {
+                if (config.config_file && error && !strstr(error, config.config_file))
+                        print_error("%s: %s", config.config_file, error);
+                else
+                        print_error("%s", error ? error : strerror(-r));
                 config_done(&config);
-                print_error("%s", error ? error : strerror(-r));
                 return EXIT_USAGE;
         }
 

@@ -90,11 +90,20 @@ def test_journal_code_location_is_the_callers(start_proxy, backend, ctx_for, pki
 @pytest.mark.parametrize("argv,message", [
     (["server", "--no-such-flag"], "unknown flag --no-such-flag"),
     (["frob"], 'unknown command "frob"'),
+    # A setting missing from a --config file (an unedited example): the
+    # file is named, the program still only once.
+    (["server", "--config", "{conf}", "--listen", "127.0.0.1:1"],
+     "{conf}: --target is required"),
 ])
 def test_journal_usage_error_names_the_program_once(tlsgate_bin, tmp_path, argv, message):
     """journald prefixes every line with "tlsgate[PID]:" already: a bad
     command line there is an error entry of its own, not a stderr line that
     names the program a second time. On a terminal the name stays."""
+    conf = str(tmp_path / "empty.conf")
+    with open(conf, "w") as f:
+        f.write("# nothing set\n")
+    argv = [a.replace("{conf}", conf) for a in argv]
+    message = message.replace("{conf}", conf)
     out = str(tmp_path / "journal.jsonl")
     rc, _out, err = tg_daemon.run_once(
         ["unshare", "-m", "--propagation", "private", "/usr/bin/python3",
