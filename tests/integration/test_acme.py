@@ -176,6 +176,12 @@ def test_deleted_certificate_is_obtained_afresh(pebble, acme_factory, backend, p
 RENEW_VALIDITY = 24  # seconds: renewal due when less than 8 s remain, ~16 s in
 
 
+def _authz_reused(pebble):
+    """Whether Pebble finished an order without validating a challenge."""
+    text = pebble.pebble.log()
+    return text.count("Added order") > text.count("validations.")
+
+
 @pytest.mark.slow
 def test_renewal_under_mtls(pebble_factory, acme_factory, backend, pki):
     """A short-lived certificate is renewed over TLS-ALPN-01 on the serving
@@ -252,9 +258,23 @@ def test_renewal_under_mtls(pebble_factory, acme_factory, backend, pki):
     assert result["serial"] == first.serial
 
     wait_log_with(gate, "renewed", DOMAIN)
+    if len(log_lines_with(gate, "challenge probe")) == probes_before and _authz_reused(pebble):
+        # Pebble 2.4.0 now and then hands a new order the still valid
+        # authorization of the last one although PEBBLE_AUTHZREUSE=0 (seen
+        # in CI: the order came back ready, no validation in Pebble's log).
+        # That renewal needed no challenge; the next one (the certificate
+        # lives 24 s) does.
+        deadline = time.monotonic() + RENEW_VALIDITY + 5
+        while (time.monotonic() < deadline
+               and len(log_lines_with(gate, "challenge probe")) == probes_before):
+            time.sleep(0.5)
+        renewed = echo(gate.addr, ctx)
+        allowed += 1
+        assert renewed.ok, renewed
     assert len(log_lines_with(gate, "challenge probe")) > probes_before, \
         "the renewal's challenge was not answered on the serving socket"
-    assert stored_leaf(gate.xdg, pebble).serial_number == renewed.serial
+    assert tg_daemon.wait_until(
+        lambda: stored_leaf(gate.xdg, pebble).serial_number == renewed.serial, 5)
     # No client without a certificate gets through with the new one either.
     n = echo(gate.addr, client_ctx(pebble, None))
     assert not n.ok and n.data == b""
