@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "build-config.h"
+#include "address.h"
 #include "backend-check.h"
 #include "listener.h"
 #include "log.h"
@@ -89,21 +90,6 @@ struct StatusServer {
 
 static void sc_step(StatusConn *c);
 static void status_update_accepting(StatusServer *s);
-
-static void format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
-        char host[INET6_ADDRSTRLEN] = "?";
-
-        if (sa->sa_family == AF_INET) {
-                const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
-                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-                snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
-        } else if (sa->sa_family == AF_INET6) {
-                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) sa;
-                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-                snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
-        } else
-                snprintf(buf, size, "unix:");
-}
 
 /* --- connections ------------------------------------------------------------ */
 
@@ -785,7 +771,7 @@ static void sc_new(StatusServer *s, int fd, const struct sockaddr *peer, socklen
         }
         c->server = s;
         c->fd = fd;
-        format_peer(peer, peer_len, c->peer, sizeof c->peer);
+        sockaddr_format(peer, peer_len, c->peer, sizeof c->peer);
         c->next = s->conns;
         if (s->conns)
                 s->conns->prev = c;
