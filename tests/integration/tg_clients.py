@@ -193,8 +193,13 @@ class MemTLS:
         r, _w, _x = select.select([self.sock], [], [], left)
         if not r:
             raise TimeoutError("receive timed out")
+        self._recv_into_bio(65536)
+
+    def _recv_into_bio(self, size):
+        """Feeds what the socket has (at most size bytes) to the incoming
+        BIO; a TCP EOF (or reset) becomes the BIO's EOF."""
         try:
-            d = self.sock.recv(65536)
+            d = self.sock.recv(size)
         except ConnectionResetError:
             d = b""
         if d:
@@ -278,15 +283,7 @@ class MemTLS:
             except BlockingIOError:
                 pass
         if r:
-            try:
-                d = self.sock.recv(262144)
-            except ConnectionResetError:
-                d = b""
-            if d:
-                self.inc.write(d)
-            else:
-                self.tcp_eof = True
-                self.inc.write_eof()
+            self._recv_into_bio(262144)
             while True:
                 try:
                     chunk = self.obj.read(262144)
