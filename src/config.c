@@ -266,6 +266,10 @@ static const Option options[] = {
           "FILE",
           N_("Read settings from FILE, one \"name = value\" per line (see below); flags on the "
              "command line override the file."), NULL },
+        { "check", OPTION_BOOL, OPTION_CMDLINE_ONLY, CFG(check), NULL, NULL,
+          N_("Load everything the server would load (settings, certificate and key, CA bundle, "
+             "token, target address), print what would be served and exit: 0 when it can be "
+             "served, 2 with the reason when not. Opens no socket."), NULL },
         { "listen", OPTION_SETTER, 0, 0, set_listen, "ADDR",
           N_("Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or systemd:NAME (required)."), NULL },
         { "target", OPTION_SETTER, 0, 0, set_target, "ADDR",
@@ -400,6 +404,8 @@ static const Option options[] = {
         { "help", OPTION_HELP, OPTION_CMDLINE_ONLY, 0, NULL, NULL, N_("Show this help and exit."),
           NULL },
 };
+
+static_assert(ELEMENTSOF(options) <= CONFIG_OPTIONS_MAX, "raise CONFIG_OPTIONS_MAX");
 
 /* Finds the option for a flag name as given, without dashes. "no-FLAG"
  * negates a boolean flag, as kingpin allows. */
@@ -805,6 +811,14 @@ static size_t option_slot(const Option *o) {
         return 0;
 }
 
+/* The option of a canonical name ("key", not "no-key"); NULL if none. */
+static const Option *option_named(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(options); i++)
+                if (streq(options[i].name, name))
+                        return &options[i];
+        return NULL;
+}
+
 static void option_reset(Config *c, const Option *o) {
         if (o->kind == OPTION_STRV)
                 *FIELD(c, o, char **) = strv_free(*FIELD(c, o, char **));
@@ -849,6 +863,7 @@ static int apply_environment(Config *c, const ArgList *args, char **ret_error) {
                         return error_set(ret_error, r, _("environment variable %s: %s"),
                                          env_options[i].variable,
                                          message ? message : strerror(-r));
+                c->origin_line[option_slot(o)] = 0;
         }
         return 0;
 }
@@ -909,6 +924,7 @@ int config_parse_argv(Config *c, int argc, char *argv[], bool *ret_help, char **
                 r = option_set(c, a->o, a->name, a->negated, a->value, ret_error);
                 if (r < 0)
                         return r;
+                c->origin_line[option_slot(a->o)] = 0;
         }
 
         if (ret_help)
@@ -1011,6 +1027,7 @@ static int parse_line(Config *c, const char *path, unsigned line, char *s, bool 
         r = option_set(c, o, name, negated, value, &message);
         if (r < 0)
                 return line_error(ret_error, r, path, line, name, message);
+        c->origin_line[option_slot(o)] = line;
         return 0;
 }
 
@@ -1139,7 +1156,7 @@ static int resolve_credential(char **field, const char *flag, const char *dir, c
                 return 0; /* ".", "..", a subdirectory: not a credential */
         free(*field);
         *field = TAKE_PTR(path);
-        return 0;
+        return 1;
 }
 
 /* One line: a trailing newline (LF or CRLF) is dropped, anything after it
@@ -1206,11 +1223,215 @@ int config_resolve_credentials(Config *c, const char *credentials_dir, char **re
                                                ret_error);
                         if (r < 0)
                                 return r;
+                        if (r > 0)
+                                c->from_credential[option_slot(option_named(files[i].flag))] =
+                                        true;
                 }
 
         if (c->storepass_file)
                 return read_storepass(c, ret_error);
         return 0;
+}
+
+/* The files a setting names, checked before anything is loaded. */
+static const char *const file_options[] = { "cert", "key", "keystore", "cacert", "pkcs11-module" };
+
+/* "FILE:LINE: key" or "--key": where a setting came from, for a message. */
+static char *setting_where(const Config *c, const Option *o) {
+        unsigned line = c->origin_line[option_slot(o)];
+        char *s;
+
+        if (line > 0 && c->config_file)
+                return asprintf(&s, "%s:%u: %s", c->config_file, line, o->name) < 0 ? NULL : s;
+        return asprintf(&s, "--%s", o->name) < 0 ? NULL : s;
+}
+
+static bool path_under(const char *path, const char *dir) {
+        const char *rest = startswith(path, dir);
+
+        return rest && (*rest == '/' || *rest == '\0');
+}
+
+/* What to do about a file the service cannot open: the usual causes under
+ * the shipped units, said in their terms. "" when there is nothing to add. */
+static char *file_error_hint(const Config *c, const Option *o, const char *path, int e,
+                             const char *credentials_dir) {
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        bool from_file = c->origin_line[option_slot(o)] > 0 && c->config_file;
+        char *s = NULL;
+        int r = 0;
+
+        if ((e == EACCES || e == ENOENT) &&
+            (path_under(path, "/home") || path_under(path, "/root") || path_under(path, "/run/user")) &&
+            getenv("INVOCATION_ID"))
+                r = asprintf(&s, _("; the service's sandbox (ProtectHome=yes in the shipped units) "
+                                   "hides /home, /root and /run/user: keep the file under "
+                                   "/etc/tlsgate, or pass it as a credential "
+                                   "(LoadCredential=%s:%s)"),
+                             base, path);
+        else if ((e == EACCES || e == EPERM) && geteuid() != 0)
+                r = asprintf(&s, from_file ?
+                             _("; tlsgate runs as uid %u, which may not read it: hand a file "
+                               "only root may read over as a systemd credential, "
+                               "LoadCredential=%s:%s in the service (systemctl edit), and write "
+                               "\"%s = %s\" (see CREDENTIALS in tlsgate.conf(5))") :
+                             _("; tlsgate runs as uid %u, which may not read it: hand a file "
+                               "only root may read over as a systemd credential, "
+                               "LoadCredential=%s:%s in the service (systemctl edit), and give "
+                               "--%s=%s (see CREDENTIALS in tlsgate.conf(5))"),
+                             (unsigned) geteuid(), base, path, o->name, base);
+        else if (e == ENOENT && !strchr(path, '/') && (!credentials_dir || !*credentials_dir))
+                r = asprintf(&s, _("; a name without a directory is looked up in "
+                                   "$CREDENTIALS_DIRECTORY, which is not set here (a service "
+                                   "sets it with LoadCredential=): outside the service, give "
+                                   "the file's path"));
+        else if (e == ENOENT && !strchr(path, '/'))
+                r = asprintf(&s, _("; nor is it a credential in %s: is "
+                                   "LoadCredential=%s:PATH missing from the service?"),
+                             credentials_dir, path);
+        else
+                s = strdup("");
+        return r < 0 ? NULL : s;
+}
+
+int config_check_files(const Config *c, const char *credentials_dir, char **ret_error) {
+        assert(c);
+
+        for (size_t i = 0; i < ELEMENTSOF(file_options); i++) {
+                const Option *o = option_named(file_options[i]);
+                const char *path = *FIELD(c, o, char *);
+                _cleanup_free_ char *where = NULL, *hint = NULL;
+                struct stat st;
+                int fd, e;
+
+                if (!path || !*path)
+                        continue;
+                /* A module without a directory is found by the dynamic loader. */
+                if (streq(o->name, "pkcs11-module") && !strchr(path, '/'))
+                        continue;
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+                if (fd >= 0) {
+                        e = fstat(fd, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+                        close(fd);
+                        if (e == 0)
+                                continue;
+                } else
+                        e = errno;
+                where = setting_where(c, o);
+                hint = file_error_hint(c, o, path, e, credentials_dir);
+                if (!where || !hint)
+                        return error_set(ret_error, -ENOMEM, "%s", _("out of memory"));
+                return error_set(ret_error, -e, _("%s %s: cannot read: %s%s"), where, path,
+                                 strerror(e), hint);
+        }
+        return 0;
+}
+
+char *config_locate(const Config *c, const char *message) {
+        _cleanup_free_ char *name = NULL;
+        const Option *o;
+        const char *p;
+        size_t n;
+        char *s;
+
+        assert(c);
+        assert(message);
+
+        p = startswith(message, "--");
+        if (!p)
+                return strdup(message);
+        n = strcspn(p, " :");
+        name = strndup(p, n);
+        if (!name)
+                return NULL;
+        o = option_named(name);
+        if (!o || c->origin_line[option_slot(o)] == 0 || !c->config_file)
+                return strdup(message);
+        if (asprintf(&s, "%s:%u: %s", c->config_file, c->origin_line[option_slot(o)], p) < 0)
+                return NULL;
+        return s;
+}
+
+char *config_credentials_note(const Config *c, const char *message) {
+        _cleanup_free_ char *names = NULL;
+        bool about_file = false;
+        unsigned long n = 0;
+        char *s;
+
+        assert(c);
+        assert(message);
+
+        for (size_t i = 0; i < ELEMENTSOF(file_options) && !about_file; i++) {
+                const char *p = startswith(message, "--");
+
+                p = p ? startswith(p, file_options[i]) : NULL;
+                about_file = p && (*p == ' ' || *p == ':');
+        }
+        if (!about_file)
+                return NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(file_options); i++) {
+                const Option *o = option_named(file_options[i]);
+                const char *path = *FIELD(c, o, char *), *base;
+                char *more;
+
+                if (!c->from_credential[option_slot(o)] || !path)
+                        continue;
+                base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+                if (asprintf(&more, "%s%s%s", strempty(names), names ? ", " : "", base) < 0)
+                        return NULL;
+                free(names);
+                names = more;
+                n++;
+        }
+        if (!names)
+                return NULL;
+        if (asprintf(&s, ngettext("; the credential %s is systemd's copy from when the service "
+                                  "started (LoadCredential=), which a reload does not renew: "
+                                  "restart the service (systemctl restart) to hand over a new "
+                                  "file",
+                                  "; the credentials %s are systemd's copies from when the "
+                                  "service started (LoadCredential=), which a reload does not "
+                                  "renew: restart the service (systemctl restart) to hand over "
+                                  "new files", n),
+                     names) < 0)
+                return NULL;
+        return s;
+}
+
+int config_load(Config *c, int argc, char *argv[], const char *credentials_dir, bool *ret_help,
+                char **ret_error) {
+        _cleanup_free_ char *error = NULL;
+        bool help = false;
+        int r;
+
+        assert(c);
+
+        r = config_parse_argv(c, argc, argv, &help, &error);
+        if (ret_help)
+                *ret_help = r >= 0 && help;
+        if (r >= 0 && help)
+                return 0;
+        if (r >= 0)
+                r = config_validate(c, &error);
+        if (r < 0) {
+                /* Messages about the file name it and the line; a rule
+                 * broken across settings (a required one missing, as in an
+                 * unedited copy of the example) gets the file named here, so
+                 * that the operator knows what to edit. */
+                if (c->config_file && error && !strstr(error, c->config_file))
+                        return error_set(ret_error, r, "%s: %s", c->config_file, error);
+                *ret_error = TAKE_PTR(error);
+                return r;
+        }
+        r = config_resolve_credentials(c, credentials_dir, &error);
+        if (r < 0) {
+                char *located = error ? config_locate(c, error) : NULL;
+
+                *ret_error = located;
+                return located || !error ? r : -ENOMEM;
+        }
+        return config_check_files(c, credentials_dir, ret_error);
 }
 
 const char *config_acme_directory(const Config *c) {
@@ -1345,6 +1566,9 @@ void config_swap_reloadable(Config *a, Config *b) {
                         continue;
                 }
                 swap_bytes(FIELD(a, o, uint8_t), FIELD(b, o, uint8_t), size);
+                swap_bytes(&a->origin_line[i], &b->origin_line[i], sizeof a->origin_line[i]);
+                swap_bytes(&a->from_credential[i], &b->from_credential[i],
+                           sizeof a->from_credential[i]);
         }
 }
 

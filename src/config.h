@@ -40,8 +40,19 @@ typedef enum CipherFamily {
 /* --threads N: 1..CONFIG_THREADS_MAX. */
 #define CONFIG_THREADS_MAX 64U
 
+/* Room for every option of the table in config.c (checked there). */
+#define CONFIG_OPTIONS_MAX 96
+
 typedef struct Config {
         char *config_file;     /* --config, as given; NULL when none */
+        bool check;            /* --check: load everything, serve nothing */
+        /* Where each setting came from, by option, for messages
+         * (config_locate()): its line in config_file, 0 when the command
+         * line, the environment or the default gave it; and whether
+         * config_resolve_credentials() found its file in
+         * $CREDENTIALS_DIRECTORY. */
+        unsigned origin_line[CONFIG_OPTIONS_MAX];
+        bool from_credential[CONFIG_OPTIONS_MAX];
 
         /* Addresses, parsed. */
         Address listen;
@@ -163,6 +174,36 @@ int config_validate(const Config *c, char **ret_error);
  * to a message naming the flag and the file, never the password. */
 #define STOREPASS_FILE_MAX 4096
 int config_resolve_credentials(Config *c, const char *credentials_dir, char **ret_error);
+
+/* The named files can be opened for reading: --cert, --key, --keystore,
+ * --cacert, and --pkcs11-module when it is a path. Call after
+ * config_resolve_credentials() (credentials_dir as given to it, for the
+ * message). The error names where the setting came from and, for a file
+ * the service's user may not read, how to hand it over as a systemd
+ * credential: "/etc/tlsgate/web.conf:22: key /etc/tlsgate/private/web.key:
+ * cannot read: Permission denied; ...". Returns 0 or the negative errno. */
+int config_check_files(const Config *c, const char *credentials_dir, char **ret_error);
+
+/* Everything about the settings that can be known without loading what
+ * they name: config_parse_argv(), config_validate() (a message without a
+ * file and line gets the --config file named), config_resolve_credentials()
+ * and config_check_files(). Every error is the settings' fault except
+ * -ENOMEM. */
+int config_load(Config *c, int argc, char *argv[], const char *credentials_dir, bool *ret_help,
+                char **ret_error);
+
+/* A message about a setting that starts with its flag, "--key PATH: what",
+ * as the operator should read it: "FILE:LINE: key PATH: what" when the
+ * --config file gave the setting, unchanged otherwise. Returns a new
+ * string, or NULL when out of memory. */
+char *config_locate(const Config *c, const char *message);
+
+/* For a message about a file setting ("--cert ...", "--key ...") when
+ * any of --cert, --key, --keystore or --cacert came from
+ * $CREDENTIALS_DIRECTORY: a note to append to it on a reload (or its
+ * --check), saying that systemd copied those files when the service started
+ * and that new ones need a restart. NULL otherwise (or out of memory). */
+char *config_credentials_note(const Config *c, const char *message);
 
 /* Reload: which settings may change while running. The reloadable ones
  * (--cert, --key, --keystore, --storepass, --storepass-file, --cacert,

@@ -97,9 +97,11 @@ int cert_bundle_with_staple(CertBundle *b, const gnutls_datum_t *response, time_
 }
 
 /* Takes ownership of crts (array and elements) and key on success and
- * failure alike. Checks that the key belongs to the leaf. */
+ * failure alike. Checks that the key belongs to the leaf; key_path names
+ * the key's file when it is not the certificate's (what). */
 static int bundle_from_x509(gnutls_x509_crt_t *crts, unsigned n_crts, gnutls_x509_privkey_t xkey,
-                            const char *what, CertBundle **ret, char **ret_error) {
+                            const char *what, const char *key_path, CertBundle **ret,
+                            char **ret_error) {
         _cleanup_(cert_bundle_unrefp) CertBundle *b = NULL;
         gnutls_datum_t dn = {};
         int r;
@@ -148,8 +150,13 @@ static int bundle_from_x509(gnutls_x509_crt_t *crts, unsigned n_crts, gnutls_x50
                 if (gnutls_x509_crt_get_key_id(crts[0], GNUTLS_KEYID_USE_SHA256, kid1, &l1) < 0 ||
                     gnutls_x509_privkey_get_key_id(xkey, GNUTLS_KEYID_USE_SHA256, kid2, &l2) < 0 ||
                     l1 != l2 || memcmp(kid1, kid2, l1) != 0) {
-                        r = error_set(ret_error, -EINVAL,
-                                 _("%s: the private key does not match the certificate"), what);
+                        r = key_path ?
+                                error_set(ret_error, -EINVAL,
+                                          _("%s: the private key in %s does not match the "
+                                            "certificate"), what, key_path) :
+                                error_set(ret_error, -EINVAL,
+                                          _("%s: the private key does not match the certificate"),
+                                          what);
                         goto finish;
                 }
         }
@@ -230,6 +237,7 @@ static int import_pem_key(const gnutls_datum_t *d, const char *password, const c
 }
 
 static int load_pem_pair(const gnutls_datum_t *certs, const gnutls_datum_t *key,
+                         const char *key_path,
                          const char *password, const char *what, const char *key_what,
                          CertBundle **ret, char **ret_error) {
         gnutls_x509_crt_t *crts = NULL;
@@ -253,7 +261,7 @@ static int load_pem_pair(const gnutls_datum_t *certs, const gnutls_datum_t *key,
                 gnutls_free(crts);
                 return error_set(ret_error, -EINVAL, _("%s: no private key found"), key_what);
         }
-        return bundle_from_x509(crts, n, xkey, what, ret, ret_error);
+        return bundle_from_x509(crts, n, xkey, what, key_path, ret, ret_error);
 }
 
 static int load_pkcs12(const gnutls_datum_t *d, const char *password, const char *what,
@@ -290,7 +298,7 @@ static int load_pkcs12(const gnutls_datum_t *d, const char *password, const char
         if (r < 0)
                 return error_set(ret_error, -EINVAL, _("%s: cannot read PKCS#12 keystore: %s"), what,
                             gnutls_strerror(r));
-        return bundle_from_x509(chain, n_chain, xkey, what, ret, ret_error);
+        return bundle_from_x509(chain, n_chain, xkey, what, NULL, ret, ret_error);
 }
 
 int cert_bundle_load(const Config *c, CertBundle **ret, char **ret_error) {
@@ -305,7 +313,7 @@ int cert_bundle_load(const Config *c, CertBundle **ret, char **ret_error) {
                 if (r < 0)
                         return r;
                 if (is_pem(&d))
-                        r = load_pem_pair(&d, &d, c->storepass, what, what, ret, ret_error);
+                        r = load_pem_pair(&d, &d, NULL, c->storepass, what, what, ret, ret_error);
                 else
                         r = load_pkcs12(&d, c->storepass, what, ret, ret_error);
         } else {
@@ -320,7 +328,7 @@ int cert_bundle_load(const Config *c, CertBundle **ret, char **ret_error) {
                         gnutls_free(d.data);
                         return r;
                 }
-                r = load_pem_pair(&d, &k, NULL, what, key_what, ret, ret_error);
+                r = load_pem_pair(&d, &k, c->key, NULL, what, key_what, ret, ret_error);
         }
         if (k.data) {
                 gnutls_memset(k.data, 0, k.size);
@@ -517,5 +525,5 @@ int cert_bundle_from_pem(const char *chain, size_t chain_len, const char *key, s
         const gnutls_datum_t c = { (unsigned char *) chain, (unsigned) chain_len };
         const gnutls_datum_t k = { (unsigned char *) key, (unsigned) key_len };
 
-        return load_pem_pair(&c, &k, NULL, what, what, ret, ret_error);
+        return load_pem_pair(&c, &k, NULL, NULL, what, what, ret, ret_error);
 }

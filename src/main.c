@@ -2,14 +2,17 @@
 #include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "build-config.h"
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "manager.h"
 
-/* Exit statuses: 0 success (or drained shutdown), 1 runtime failure
- * (including a forced shutdown), 2 bad usage. */
+/* Exit statuses: 0 success (or drained shutdown; --check: the settings can
+ * be served), 1 runtime failure (including a forced shutdown), 2 bad usage:
+ * settings that cannot be served, files they name that do not load. */
 #define EXIT_USAGE 2
 
 static void print_usage(FILE *f) {
@@ -49,6 +52,65 @@ static void log_unquiet_for_exit(void) {
                 log_set_max_level(LOG_ERR);
 }
 
+/* A failure of manager_load(): the settings named something that does not
+ * load. Said where the setting came from; under --check (which is what the
+ * units' ExecReload= runs) with a note when systemd's copy of a credential
+ * may be what is stale. */
+static int print_load_error(const Manager *m, int r, const char *error) {
+        _cleanup_free_ char *located = NULL, *note = NULL;
+
+        if (error) {
+                located = config_locate(&m->config, error);
+                if (m->config.check)
+                        note = config_credentials_note(&m->config, error);
+        }
+        log_unquiet_for_exit();
+        print_error("%s%s", located ? located : error ? error : strerror(-r), strempty(note));
+        /* Out of memory, or a token or module that failed to answer: worth
+         * the restart that systemd makes after exit status 1. */
+        return r == -ENOMEM || r == -EIO ? EXIT_FAILURE : EXIT_USAGE;
+}
+
+/* --check: what would be served, once everything loaded. */
+static int print_check_result(Manager *m) {
+        _cleanup_free_ char *error = NULL, *serving = NULL, *message = NULL;
+        const CertBundle *b = m->current.creds->bundle;
+        struct sockaddr_storage sa;
+        socklen_t len;
+        int r;
+
+        r = target_resolve(&m->config.target, &sa, &len, &error);
+        if (r < 0)
+                return print_load_error(m, r, error);
+
+        if (b) {
+                char until[32] = "?";
+                struct tm tm;
+
+                if (gmtime_r(&b->not_after, &tm))
+                        (void) strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
+                r = asprintf(&serving, _("the certificate %s (valid until %s%s)"),
+                             strempty(b->subject), until,
+                             b->not_after < time(NULL) ? _(", EXPIRED") : "");
+        } else
+                r = asprintf(&serving, _("a certificate for %s from the ACME CA %s"),
+                             m->config.auto_acme_cert, config_acme_directory(&m->config));
+        if (r < 0)
+                return EXIT_FAILURE;
+        r = asprintf(&message, _("%s: configuration OK: would serve %s, forward to %s, verify "
+                                 "clients against %s"),
+                     m->config.config_file ? m->config.config_file : _("command line"), serving,
+                     m->config.target.spec,
+                     m->config.cacert ? m->config.cacert : _("the system trust store"));
+        if (r < 0)
+                return EXIT_FAILURE;
+        if (log_is_journal())
+                log_info("%s", message);
+        else
+                printf("%s\n", message);
+        return EXIT_SUCCESS;
+}
+
 static int run_server(int argc, char *argv[]) {
         _cleanup_(manager_freep) Manager *m = NULL;
         _cleanup_free_ char *error = NULL;
@@ -57,39 +119,20 @@ static int run_server(int argc, char *argv[]) {
         int r;
 
         config_init(&config);
-        r = config_parse_argv(&config, argc, argv, &help, &error);
+        r = config_load(&config, argc, argv, getenv("CREDENTIALS_DIRECTORY"), &help, &error);
         if (r >= 0 && help) {
                 config_done(&config);
                 config_print_help();
                 return EXIT_SUCCESS;
         }
-        if (r >= 0)
-                r = config_validate(&config, &error);
         if (r < 0) {
-                /* Messages about the file name it and the line; a rule
-                 * broken across settings (a required one missing, as in an
-                 * unedited copy of the example) gets the file named here, so
-                 * that the operator knows what to edit. */
-                if (config.config_file && error && !strstr(error, config.config_file))
-                        print_error("%s: %s", config.config_file, error);
-                else
-                        print_error("%s", error ? error : strerror(-r));
+                print_error("%s", error ? error : strerror(-r));
                 config_done(&config);
-                return EXIT_USAGE;
+                return r == -ENOMEM ? EXIT_FAILURE : EXIT_USAGE;
         }
 
         if (config.quiet & QUIET_EVERYTHING)
                 log_set_max_level(-1);
-
-        /* Files named by systemd's LoadCredential=, and --storepass-file:
-         * an unreadable file fails like an unreadable --cert does. */
-        r = config_resolve_credentials(&config, getenv("CREDENTIALS_DIRECTORY"), &error);
-        if (r < 0) {
-                config_done(&config);
-                log_unquiet_for_exit();
-                log_error("%s", error ? error : strerror(-r));
-                return EXIT_FAILURE;
-        }
 
         r = manager_new(&config, &m, &error);
         if (r < 0) {
@@ -102,6 +145,14 @@ static int run_server(int argc, char *argv[]) {
          * --config file they name); argv lives as long as the process. */
         m->reload.argc = argc;
         m->reload.argv = argv;
+        /* What the settings name is loaded before any socket is opened:
+         * when it does not load, a restart would not help (exit status 2,
+         * which the units' RestartPreventExitStatus= does not restart). */
+        r = manager_load(m, &error);
+        if (r < 0)
+                return print_load_error(m, r, error);
+        if (m->config.check)
+                return print_check_result(m);
         r = manager_start(m, &error);
         if (r < 0) {
                 log_unquiet_for_exit();

@@ -344,14 +344,12 @@ static void manager_describe_listener(Manager *m, char *buf, size_t size) {
         snprintf(buf, size, "%s (%s)", m->config.listen.spec, addr);
 }
 
-int manager_start(Manager *m, char **ret_error) {
+int manager_load(Manager *m, char **ret_error) {
         _cleanup_(cert_bundle_unrefp) CertBundle *bundle = NULL;
-        char where[512];
         int r;
 
-        /* Everything that can fail because of the configuration is checked
-         * before the socket is opened. The CA bundle's digest is taken
-         * before it is loaded (for --timed-reload). */
+        /* The CA bundle's digest is taken before it is loaded (for
+         * --timed-reload). */
         r = reload_init(m);
         if (r < 0)
                 return r;
@@ -374,9 +372,15 @@ int manager_start(Manager *m, char **ret_error) {
         if (r < 0)
                 return r;
         /* No other thread runs yet: the credential is put in place unlocked. */
-        r = creds_new(&m->config, bundle, conn_retrieve_certificate, &m->current.creds, ret_error);
-        if (r < 0)
-                return r;
+        return creds_new(&m->config, bundle, conn_retrieve_certificate, &m->current.creds,
+                         ret_error);
+}
+
+int manager_start(Manager *m, char **ret_error) {
+        const CertBundle *bundle = m->current.creds->bundle;
+        char where[512];
+        int r;
+
         {
                 static const OcspStaplerCallbacks ocsp_cb = {
                         .on_serve = on_ocsp_serve,

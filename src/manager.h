@@ -73,7 +73,14 @@ int manager_new(Config *config, Manager **ret, char **ret_error);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
-/* Opens the listener, resolves the target and loads the credentials. */
+/* Loads what the settings name: the served certificate and key (or the
+ * token's key, or the ACME renewer's set-up, without any request), the CA
+ * bundle, the access rules and priorities. A failure is the settings'
+ * fault (but -ENOMEM), and main.c exits with status 2 for it. Opens no
+ * socket and starts nothing: `tlsgate server --check` stops after it. */
+int manager_load(Manager *m, char **ret_error);
+/* After manager_load(): resolves the target, opens the listener, starts the
+ * serving threads, the status port and ACME. */
 int manager_start(Manager *m, char **ret_error);
 
 /* Runs the loop until shutdown; returns the process exit status. */

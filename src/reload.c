@@ -97,25 +97,11 @@ static void bundle_serial(const CertBundle *b, char *buf, size_t size) {
 }
 
 /* The settings exactly as at start-up: flags, the --config file they name,
- * validation, systemd credentials and --storepass-file. */
+ * validation, systemd credentials and --storepass-file, the files named. */
 static int reload_read_config(Manager *m, Config *ret, char **ret_error) {
-        _cleanup_free_ char *error = NULL;
-        bool help = false;
-        int r;
-
         config_init(ret);
-        r = config_parse_argv(ret, m->reload.argc, m->reload.argv, &help, &error);
-        if (r >= 0)
-                r = config_validate(ret, &error);
-        if (r < 0) {
-                /* Messages about the file name it and the line; a rule
-                 * broken across settings gets the file named here. */
-                if (m->config.config_file && error && !strstr(error, m->config.config_file))
-                        return error_set(ret_error, r, "%s: %s", m->config.config_file, error);
-                *ret_error = TAKE_PTR(error);
-                return r;
-        }
-        return config_resolve_credentials(ret, getenv("CREDENTIALS_DIRECTORY"), ret_error);
+        return config_load(ret, m->reload.argc, m->reload.argv, getenv("CREDENTIALS_DIRECTORY"),
+                           NULL, ret_error);
 }
 
 /* Whether the settings can be read again: a --config that is not a regular
@@ -300,6 +286,22 @@ int reload_run(Manager *m, ReloadTrigger trigger) {
         return 0;
 
 fail:
+        if (error) {
+                /* Where the setting came from, and whether systemd's copy
+                 * of a credential is what is stale; the settings that
+                 * failed are still in place to say so. */
+                _cleanup_free_ char *note = config_credentials_note(&m->config, error);
+                char *located = config_locate(&m->config, error);
+
+                if (located) {
+                        free(error);
+                        error = located;
+                }
+                if (note && asprintf(&located, "%s%s", error, note) >= 0) {
+                        free(error);
+                        error = located;
+                }
+        }
         if (swapped)
                 config_swap_reloadable(&m->config, &fresh);
         reload_failed(m, trigger, r, error);

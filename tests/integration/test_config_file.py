@@ -247,8 +247,9 @@ def test_missing_credential(tlsgate_bin, pki, backend, held_port, tmp_path):
     argv = [tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % held_port, "--target",
             backend.target, "--cert", "tls.crt", "--key", "nope.key", "--allow-all"]
     rc, err = run_bad(tlsgate_bin, argv, env={"CREDENTIALS_DIRECTORY": creds})
-    assert rc == 1, err
-    assert "--key nope.key" in err, err
+    assert rc == 2, err
+    assert "--key nope.key: cannot read: No such file or directory; nor is it a credential " \
+        "in %s" % creds in err, err
     assert "in use" not in err.lower(), err
 
 
@@ -261,7 +262,7 @@ def test_wrong_storepass_file(tlsgate_bin, pki, backend, held_port, tmp_path):
             backend.target, "--keystore", "web.p12", "--storepass-file", "two-lines",
             "--allow-all"]
     rc, err = run_bad(tlsgate_bin, argv, env={"CREDENTIALS_DIRECTORY": creds})
-    assert rc == 1, err
+    assert rc == 2, err
     assert "--storepass-file %s: must hold the password on one line" % bad in err, err
     assert "first-secret" not in err
 
@@ -295,7 +296,7 @@ def test_ghostunnel_environment_variable_errors(tlsgate_bin, pki, backend, held_
             backend.target, "--cacert", pki.ca.cert_path, "--allow-all"]
     rc, err = run_bad(tlsgate_bin, argv, env={"CERT_PATH": "/nonexistent/cert.pem",
                                               "KEY_PATH": pki.server.key_path})
-    assert rc == 1, err
+    assert rc == 2, err
     assert "/nonexistent/cert.pem" in err, err
     rc, err = run_bad(tlsgate_bin, argv + ["--cert", pki.server.cert_path],
                       env={"KEY_PATH": pki.server.key_path,

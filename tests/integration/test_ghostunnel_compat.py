@@ -169,13 +169,14 @@ def test_the_other_quiet_values_keep_the_daemon_lines(start_proxy, backend, ctx_
 
 def test_quiet_all_still_prints_the_error_it_exits_with(tlsgate_bin, pki, tmp_path):
     """As Ghostunnel prints the error run() returns: a start that fails says
-    why once, on stderr, and exits 1."""
+    why once, on stderr (and exits 2 for a file that is not there, where
+    Ghostunnel exits 1: see EXIT STATUS in tlsgate(8))."""
     missing = str(tmp_path / "missing.pem")
     argv = [tlsgate_bin, "server", "--listen", "127.0.0.1:%d" % tg_daemon.free_port(),
             "--target", "127.0.0.1:9", "--cacert", pki.ca.cert_path, "--cert", missing,
             "--key", pki.server.key_path, "--allow-all", "--quiet=all"]
     rc, out, err = tg_daemon.run_once(argv, env=C_LOCALE)
-    assert rc == 1, err
+    assert rc == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and missing in lines[0], err
     assert out == "", out

@@ -195,3 +195,21 @@ def test_journal_stays_english_even_quoting_errors(installed, german, pki, tmp_p
     assert any("--listen systemd:https: no sockets were passed by systemd" in m
                for m in messages), messages
     assert not any("Sockets" in m for m in messages), messages
+
+
+def test_check_in_german(installed, german, pki, tmp_path):
+    """--check on a terminal speaks the user's language: the verdict, and
+    the advice for a file the service may not read."""
+    args = ["server", "--listen=127.0.0.1:%d" % tg_daemon.free_port(), "--target=127.0.0.1:2",
+            "--cert=" + pki.server.cert_path, "--key=" + pki.server.key_path,
+            "--cacert=" + pki.ca.cert_path, "--allow-all", "--check"]
+    p = _run(installed[0], args, german)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("Kommandozeile: Konfiguration in Ordnung: würde das Zertifikat "
+                               "CN=localhost"), p.stdout
+    p = _run(installed[0], [a if not a.startswith("--key=") else "--key=web.key" for a in args],
+             german)
+    assert p.returncode == 2
+    assert "--key web.key: kann nicht gelesen werden: " in p.stderr, p.stderr
+    assert "ein Name ohne Verzeichnis wird in $CREDENTIALS_DIRECTORY gesucht" in p.stderr, \
+        p.stderr

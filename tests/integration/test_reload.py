@@ -19,7 +19,7 @@ from cryptography import x509
 
 import tg_daemon
 from conftest import listen_to_addr
-from tg_checks import assert_allowed, assert_refused
+from tg_checks import assert_allowed, assert_refused, served_serial
 from tg_clients import MemTLS, tcp_connect, tls_connect, try_echo
 
 CHUNK = 64 * 1024
@@ -57,15 +57,6 @@ def new_server_cert(pki, name):
 
 def serial_of_der(der):
     return x509.load_der_x509_certificate(der).serial_number
-
-
-def served_serial(proxy, ctx):
-    """The serial of the certificate a new handshake gets."""
-    s = tls_connect(proxy.addr, ctx)
-    try:
-        return serial_of_der(s.getpeercert(binary_form=True))
-    finally:
-        s.close()
 
 
 def wait_serial(proxy, ctx, serial, timeout):
@@ -237,7 +228,8 @@ def test_broken_certificate_keeps_the_old_one(start_proxy, backend, ctx_for, pki
         reason, path = "no certificate found", files.cert
     elif breakage == "key-mismatch":
         install(pki.client.key_path, files.key)
-        reason, path = "the private key does not match the certificate", files.cert
+        reason = "the private key in %s does not match the certificate" % files.key
+        path = files.cert
     elif breakage == "missing-key":
         os.unlink(files.key)
         reason, path = "cannot read", files.key

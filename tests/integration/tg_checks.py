@@ -1,7 +1,9 @@
 """Assertions shared by the tests."""
 import time
 
-from tg_clients import try_echo
+from cryptography import x509
+
+from tg_clients import tls_connect, try_echo
 
 
 def peer_str(local):
@@ -40,3 +42,12 @@ def assert_refused(proxy, backend, ctx, phrases=("denied", "error on TLS handsha
     time.sleep(0.2)
     assert backend.accepted == before, "backend saw a connection from a refused client"
     return o
+
+
+def served_serial(proxy, ctx):
+    """The serial of the certificate a new handshake gets."""
+    s = tls_connect(proxy.addr, ctx)
+    try:
+        return x509.load_der_x509_certificate(s.getpeercert(binary_form=True)).serial_number
+    finally:
+        s.close()
