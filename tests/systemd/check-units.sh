@@ -9,8 +9,8 @@
 # usage: check-units.sh [TLSGATE_BINARY [UNIT_FILE...]]
 #   Without unit files it checks units/ of the source tree (services
 #   generated from their .in files); without a binary, build/tlsgate.
-#   verify insists that ExecStart= names an existing executable, so the
-#   ExecStart= binary of every service is replaced by TLSGATE_BINARY in a
+#   verify insists that Exec*= lines name an existing executable, so the
+#   tlsgate binary of every Exec*= line is replaced by TLSGATE_BINARY in a
 #   scratch copy. The man pages named in Documentation= are looked up in the
 #   source tree's man/ (when `man` is installed; otherwise --man=no).
 set -eu
@@ -35,9 +35,9 @@ if [ $# -eq 0 ]; then
 fi
 for f in "$@"; do
         name=$(basename "$f" .in)
-        # ExecStart=[prefix chars]/any/dir/tlsgate ARGS -> ExecStart=...$bin ARGS
-        sed -e "s|^\(ExecStart=[-@:+!]*\)[^ ]*/tlsgate |\1$bin |" \
-            -e "s|^\(ExecStart=[-@:+!]*\)[^ ]*/tlsgate\$|\1$bin|" \
+        # ExecXxx=[prefix chars]/any/dir/tlsgate ARGS -> ExecXxx=...$bin ARGS
+        sed -e "s|^\(Exec[A-Za-z]*=[-@:+!]*\)[^ ]*/tlsgate |\1$bin |" \
+            -e "s|^\(Exec[A-Za-z]*=[-@:+!]*\)[^ ]*/tlsgate\$|\1$bin|" \
             -e "s|@bindir@/tlsgate|$bin|g" "$f" >"$tmp/$name"
 done
 
