@@ -70,7 +70,7 @@ BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "pebble", "socat", "procps",
 
 PEBBLE_DIR_PORT, PEBBLE_MGMT_PORT, DNS_PORT, CTS_PORT = 14000, 15000, 8053, 8055
 BACKEND_PORT = 8080
-WEB_PORT, STATIC_PORT, FRESH_PORT = 443, 8443, 9443
+WEB_PORT, STATIC_PORT, FRESH_PORT, ROOTKEY_PORT = 443, 8443, 9443, 7443
 WEB_NAME, STATIC_NAME = "web.test", "static.test"
 # The CA is reached by a name from /etc/hosts, so that name resolution runs
 # inside the sandbox (RestrictAddressFamilies= without AF_NETLINK).
@@ -357,6 +357,8 @@ def make_pki(directory):
     servers = tg_pki.CA(directory, "servers-ca", "e2e server CA")
     static = servers.issue("static", cn=STATIC_NAME, dns=[STATIC_NAME], server=True,
                            client=False)
+    rotated = servers.issue("static-rotated", cn=STATIC_NAME, dns=[STATIC_NAME], server=True,
+                            client=False)
     https = tg_pki.CA(directory, "pebble-https-ca", "e2e pebble https CA")
     pebble = https.issue("pebble-https", cn=ACME_HOST, dns=[ACME_HOST, "localhost"],
                          ips=["127.0.0.1", "::1"], server=True, client=False)
@@ -366,6 +368,7 @@ def make_pki(directory):
         "intruder": (intruder.cert_path, intruder.key_path),
         "servers_ca": servers.cert_path,
         "static_cert": static.cert_path, "static_key": static.key_path,
+        "rotated_cert": rotated.cert_path, "rotated_key": rotated.key_path,
         "pebble_ca": https.cert_path,
         "pebble_cert": pebble.cert_path, "pebble_key": pebble.key_path,
     }
@@ -680,6 +683,155 @@ def proc_status(ct, pid):
 # ---------------------------------------------------------------------------
 # The checks
 
+def messages_since(ct, unit, cursor_time):
+    """MESSAGE of unit's journal entries since a `date +%s.%N` of the container."""
+    return [e.get("MESSAGE", "") for e in journal(ct, "-u", unit, "--since", "@" + cursor_time)
+            if isinstance(e.get("MESSAGE", ""), str)]
+
+
+def container_time(ct):
+    return ct.exec(["date", "+%s.%N"]).stdout.strip()
+
+
+def broken_reload_checks(ct, svc, conf, port, sni, cafile, client_cert):
+    """systemctl reload with settings that cannot be served fails (the
+    units' ExecReload= runs --check first), says why in the journal, and
+    leaves the running tlsgate alone; fixed, it reloads."""
+    pid = ct.prop(svc, "MainPID")
+    with open(ct.root + conf) as f:
+        good = f.read()
+    with open(ct.root + conf, "a") as f:
+        f.write("allow-cn frontend-typo\n")
+    line = good.count("\n") + 1
+    since = container_time(ct)
+    p = ct.exec(["systemctl", "reload", svc], check=False)
+    msgs = messages_since(ct, svc, since)
+    needle = '%s:%d: allow-cn: missing "=" between name and value' % (conf, line)
+    check(p.returncode != 0 and any(needle in m for m in msgs),
+          "systemctl reload %s with a typo in %s: exit %d, journal: \"%s\""
+          % (svc, conf, p.returncode, needle), p.stderr + "\n".join(msgs[-10:]))
+    daemon = [e.get("MESSAGE", "") for e in journal(ct, "-u", svc, "_PID=" + pid,
+                                                      "--since", "@" + since)]
+    check(ct.prop(svc, "MainPID") == pid and ct.prop(svc, "ActiveState") == "active"
+          and not any("reload" in str(m) for m in daemon),
+          "the running tlsgate (pid %s) was not signalled and still runs" % pid,
+          "\n".join(str(m) for m in daemon[-10:]))
+    try:
+        c = Client(ct, port, sni, cafile, client_cert)
+        still = c.echo(b"after a failed reload\n")
+        c.close()
+    except (OSError, ssl.SSLError) as e:
+        still = e
+    check(still is True, "a new connection after the failed reload works (%s)" % still)
+    with open(ct.root + conf, "w") as f:
+        f.write(good)
+    since = container_time(ct)
+    p = ct.exec(["systemctl", "reload", svc], check=False)
+    msgs = messages_since(ct, svc, since)
+    check(p.returncode == 0 and any("configuration OK" in m for m in msgs)
+          and ct.prop(svc, "MainPID") == pid,
+          "fixed, systemctl reload %s succeeds (the check logged \"configuration OK\")" % svc,
+          p.stderr + "\n".join(msgs[-10:]))
+
+
+def rotation_checks(ct, pki, svc, conf, frontend):
+    """The documented rotation of a LoadCredential= key: a reload fails and
+    says a restart is needed, the old pair keeps serving; the restart keeps
+    the socket, drains a live connection, and the connection made meanwhile
+    is served by the new process with the new certificate."""
+    cafile = pki["servers_ca"]
+    with open(pki["static_cert"], "rb") as f:
+        old_cert = x509.load_pem_x509_certificate(f.read())
+    with open(pki["rotated_cert"], "rb") as f:
+        new_cert = x509.load_pem_x509_certificate(f.read())
+    pid = ct.prop(svc, "MainPID")
+    copy(ct.root, pki["rotated_cert"], "/etc/tlsgate/static.crt")
+    copy(ct.root, pki["rotated_key"], "/etc/tlsgate/private/static.key", 0o600)
+    since = container_time(ct)
+    p = ct.exec(["systemctl", "reload", svc], check=False)
+    msgs = messages_since(ct, svc, since)
+    needle = "the credential static.key is systemd's copy from when the service started"
+    check(p.returncode != 0 and any(needle in m and conf in m for m in msgs),
+          "rotated key and certificate, systemctl reload %s fails: \"%s\"" % (svc, needle),
+          p.stderr + "\n".join(msgs[-10:]))
+    c = Client(ct, STATIC_PORT, STATIC_NAME, cafile, frontend)
+    check(c.peer_cert() == old_cert and ct.prop(svc, "MainPID") == pid,
+          "the old certificate is still served by the same process")
+    c.close()
+
+    live = Client(ct, STATIC_PORT, STATIC_NAME, cafile, frontend, timeout=40)
+    live.echo(b"open before the restart\n")
+    ct.exec(["systemctl", "restart", "--no-block", svc])
+    state = ct.wait_prop(svc, "ActiveState", "deactivating", 10, give_up=("inactive", "failed"))
+    waiting = {}
+
+    def connect_meanwhile():
+        try:
+            w = Client(ct, STATIC_PORT, STATIC_NAME, cafile, frontend, timeout=40)
+            waiting["cert"] = w.peer_cert()
+            waiting["echo"] = w.echo(b"connected during the drain\n")
+            w.close()
+        except (OSError, ssl.SSLError) as e:
+            waiting["echo"] = e
+
+    t = threading.Thread(target=connect_meanwhile)
+    t.start()
+    time.sleep(1.0)  # the connection waits in the socket's queue meanwhile
+    try:
+        drained = live.echo(os.urandom(256 * 1024))
+    except (OSError, ssl.SSLError) as e:
+        drained = e
+    check(state == "deactivating" and drained is True and "echo" not in waiting,
+          "systemctl restart %s: the old process drains (%s); a live connection still echoes "
+          "(%s) while a new one waits" % (svc, state, drained))
+    live.close()
+    t.join(45)
+    pid2 = ct.prop(svc, "MainPID")
+    check(waiting.get("echo") is True and waiting.get("cert") == new_cert
+          and pid2 not in ("0", pid) and ct.prop(svc.replace(".service", ".socket"),
+                                                 "ActiveState") == "active",
+          "the connection made during the drain was served by the new process (pid %s) with "
+          "the rotated certificate (%s)" % (pid2, waiting.get("echo")))
+
+
+def root_only_key_checks(ct):
+    """A root-only key named directly (no LoadCredential=): exit status 2,
+    no restart by Restart=, the journal names the config line and the
+    LoadCredential= line to add."""
+    svc, sock = "tlsgate@rootkey.service", "tlsgate@rootkey.socket"
+    conf = "/etc/tlsgate/rootkey.conf"
+    write(ct.root, conf, "target = unix:/run/e2e-echo/echo.sock\n"
+          "cert = /etc/tlsgate/static.crt\n"
+          "key = /etc/tlsgate/private/static.key\n"
+          "cacert = /etc/tlsgate/clients-ca.pem\n"
+          "allow-cn = frontend\n")
+    write(ct.root, "/etc/systemd/system/%s.d/port.conf" % sock,
+          "[Socket]\nListenStream=\nListenStream=%d\n" % ROOTKEY_PORT)
+    ct.exec(["systemctl", "daemon-reload"])
+    ct.exec(["systemctl", "start", sock])
+    s = ct.socket()
+    s.settimeout(5)
+    try:
+        s.connect(("127.0.0.1", ROOTKEY_PORT))
+    except OSError as e:
+        log("      connecting to %s: %s" % (sock, e))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and ct.prop(svc, "ExecMainStatus") != "2":
+        time.sleep(0.2)
+    s.close()
+    msgs = [e.get("MESSAGE", "") for e in journal(ct, "-u", svc)]
+    needle = ("%s:3: key /etc/tlsgate/private/static.key: cannot read: Permission denied" % conf)
+    hint = "LoadCredential=static.key:/etc/tlsgate/private/static.key"
+    check(ct.prop(svc, "ExecMainStatus") == "2" and ct.prop(svc, "NRestarts") == "0"
+          and any(needle in m and hint in m and 'write "key = static.key"' in m for m in msgs
+                  if isinstance(m, str)),
+          "%s with a root-only key: exit status 2, not restarted (NRestarts=%s), journal: "
+          "\"%s; ... %s ...\"" % (svc, ct.prop(svc, "NRestarts"), needle, hint),
+          "\n".join(str(m) for m in msgs[-10:]))
+    ct.exec(["systemctl", "stop", sock, svc], check=False)
+    ct.exec(["systemctl", "reset-failed", sock, svc], check=False)
+
+
 def checks(ct, pki, tmp):
     web_svc, web_sock = "tlsgate@web.service", "tlsgate@web.socket"
     st_svc, st_sock = "tlsgate@static.service", "tlsgate@static.socket"
@@ -832,6 +984,8 @@ def checks(ct, pki, tmp):
         new_ok = e
     check(new_ok is True, "a new connection after the reload works (%s)" % new_ok)
     live.close()
+    broken_reload_checks(ct, web_svc, "/etc/tlsgate/web.conf", WEB_PORT, WEB_NAME, pebble_root,
+                         frontend)
 
     # -- stop drains an in-flight transfer ------------------------------------
     inflight = Client(ct, WEB_PORT, WEB_NAME, pebble_root, frontend, timeout=40)
@@ -929,6 +1083,9 @@ def checks(ct, pki, tmp):
     check(ct.prop(web_sock, "ActiveState") == "active"
           and ct.prop(web_svc, "ActiveState") == "active",
           "tlsgate@web and tlsgate@static run side by side")
+
+    rotation_checks(ct, pki, st_svc, "/etc/tlsgate/static.conf", frontend)
+    root_only_key_checks(ct)
 
     # A changed socket needs the socket restarted, which stops the running
     # service too (as README.md and tlsgate(8) say): a new main process.
