@@ -34,11 +34,25 @@ tests/fuzz/run.sh
 echo "== integration tests (ASan+UBSan build)"
 TLSGATE_BIN="$PWD/build-asan/tlsgate" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
         -n 2 tests/integration
-echo "== real systemd: socket activation, reload, drain, journal, ACME under nspawn"
+
+echo "== packages: Debian (lintian) and RPM (rpmlint), each running the unit tests at build time"
+packaging/check-packages.sh
+
+# The .deb built and checked just above is what the nspawn test installs,
+# the way README.md's "Install and run under systemd" says: apt-get install
+# (maintainer scripts, conffile, catalog trigger), example.conf copied and
+# edited, the commands README.md shows, apt-get purge.
+version=$(dpkg-parsechangelog -l debian/changelog -S Version)
+deb=build-packages/deb/tlsgate_${version#*:}_$(dpkg --print-architecture).deb
+if [ ! -f "$deb" ]; then
+        echo "test.sh: packaging/check-packages.sh left no $deb" >&2
+        exit 1
+fi
+echo "== real systemd: the .deb installed, socket activation, reload, drain, journal, ACME, purge under nspawn"
 if [ "$(id -u)" -eq 0 ]; then
-        /usr/bin/python3 tests/systemd/nspawn-e2e.py
+        /usr/bin/python3 tests/systemd/nspawn-e2e.py --deb "$deb"
 else
-        sudo /usr/bin/python3 tests/systemd/nspawn-e2e.py
+        sudo /usr/bin/python3 tests/systemd/nspawn-e2e.py --deb "$deb"
 fi
 
 # The whole integration suite ran against the ASan+UBSan build above (the
@@ -66,9 +80,6 @@ vg="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect --err
 meson test -C build --suite unit --print-errorlogs --timeout-multiplier 10 --wrapper "$vg"
 TLSGATE_VALGRIND=1 TLSGATE_BIN="$PWD/build/tlsgate" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
         -n 2 tests/integration
-
-echo "== packages: Debian (lintian) and RPM (rpmlint), each running the unit tests at build time"
-packaging/check-packages.sh
 
 echo "== benchmark, small setting: it runs, tlsgate's row is complete, every peer enforces mTLS (speed is not asserted)"
 bench/run.sh --quick

@@ -1,18 +1,23 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """tlsgate under a real systemd: boot Debian 12 with systemd as PID 1 in
-systemd-nspawn, install the built tlsgate with its units, and drive it with
-systemctl, journalctl and real TLS clients.
+systemd-nspawn, install tlsgate's Debian package there the way README.md
+says, and drive it with systemctl, journalctl and real TLS clients.
 
-usage: tests/systemd/nspawn-e2e.py [--builddir DIR] [--keep] [--name NAME]
+usage: tests/systemd/nspawn-e2e.py [--deb PATH | --meson-install [--builddir DIR]]
+                                  [--keep] [--name NAME]
 
 Run as root on a Debian 12 host with systemd-container, debootstrap and
-util-linux (nsenter); python3-cryptography for the test PKI; meson/ninja and
-tlsgate's build dependencies. The host's PID 1 need not be systemd.
+util-linux (nsenter); python3-cryptography for the test PKI; without --deb,
+dpkg-dev, debhelper and tlsgate's build dependencies (meson/ninja and those
+alone with --meson-install). The host's PID 1 need not be systemd.
 
 What happens:
-  1. build:   meson setup --prefix=/usr BUILDDIR (default build-nspawn/),
-              ninja, `meson install --destdir` into the container's root;
+  1. build:   the Debian package: --deb PATH, or built here with
+              packaging/build-deb.sh (nocheck) into a directory of this run;
+              with --meson-install instead: meson setup --prefix=/usr
+              BUILDDIR (default build-nspawn/), ninja, `meson install
+              --destdir` into the container's root before it boots;
   2. rootfs:  debootstrap --variant=minbase of bookworm with systemd, dbus,
               pebble, socat and tlsgate's runtime libraries (taken from the
               built binary), from the mirror in /etc/apt/sources.list*, cached
@@ -23,7 +28,15 @@ What happens:
               --private-network`: PID 1 is systemd, the network is the
               container's own loopback only; clients run in this process,
               their sockets made in the container's network namespace;
-  4. checks, all on the container's loopback:
+  4. the newcomer's path of README.md ("Install and run under systemd"),
+     in the booted container: the .deb's Depends checked against the
+     rootfs, `apt-get install ./tlsgate_*.deb` (its maintainer scripts run
+     for real: nothing enabled or started, example.conf a conffile, the
+     units where the package puts them, the journal catalog compiled);
+     /etc/tlsgate/example.conf copied to web.conf and static.conf and
+     edited by uncommenting the example's own lines; the key of "static"
+     a credential through the LoadCredential= line README.md shows;
+  5. checks, all on the container's loopback:
               instance "web" on :443 gets its certificate over ACME from a
               Pebble in the container (TLS-ALPN-01 answered on the socket
               systemd holds) on first activation; instance "static" on :8443
@@ -31,8 +44,14 @@ What happens:
               LoadCredential= and forwards to a UNIX socket; instance
               "fresh" on :9443, an unedited copy of the shipped example.conf,
               refuses to start until systemd gives up on its socket, which
-              reset-failed brings back.
-  5. the container is always powered off (then killed by PID), the overlay
+              reset-failed brings back; then the commands README.md shows
+              after enabling (taken from README.md itself: systemctl status,
+              journalctl -x, the TLSGATE_CLIENT_CN= and 'tlsgate@*'
+              MESSAGE_ID= filters, try-reload-or-restart) with their output
+              checked, and `apt-get purge tlsgate` with both instances
+              running: stopped, links and /var/lib/private/tlsgate gone,
+              the administrator's files kept and named;
+  6. the container is always powered off (then killed by PID), the overlay
      unmounted, the run directory and cgroups removed.
 
 Every check prints PASS or FAIL; the exit status is 0 only if all passed.
@@ -75,6 +94,8 @@ WEB_NAME, STATIC_NAME = "web.test", "static.test"
 # The CA is reached by a name from /etc/hosts, so that name resolution runs
 # inside the sandbox (RestrictAddressFamilies= without AF_NETLINK).
 ACME_HOST = "acme.test"
+# Where the .deb is put in the container for apt-get install ./NAME.
+DEB_DIR = "/var/tmp/tlsgate-e2e"
 ISSUER_KEY = "%s-%d-dir" % (ACME_HOST, PEBBLE_DIR_PORT)
 STATE_CERT = "/var/lib/tlsgate/web/certmagic/certificates/%s/%s/%s.crt" % (
     ISSUER_KEY, WEB_NAME, WEB_NAME)
@@ -114,7 +135,8 @@ class Abort(Exception):
 
 
 def run(argv, timeout=60, check=True, **kw):
-    kw.setdefault("stdin", subprocess.DEVNULL)
+    if "input" not in kw:
+        kw.setdefault("stdin", subprocess.DEVNULL)
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
     p = subprocess.run(argv, timeout=timeout, **kw)
@@ -235,6 +257,227 @@ def ensure_rootfs(packages, mirror):
 
 
 # ---------------------------------------------------------------------------
+# README.md's "Install and run under systemd": the path the test walks
+
+def readme_section():
+    with open(os.path.join(TOP, "README.md")) as f:
+        text = f.read()
+    m = re.search(r"^## Install and run under systemd\n(.*?)^## ", text, re.M | re.S)
+    if not m:
+        raise Abort("README.md has no section \"Install and run under systemd\"")
+    return m.group(1)
+
+
+def readme_commands():
+    """The commands of the section's second shell block (the ones shown for
+    after enabling), without their comments and sudo."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", readme_section(), re.M | re.S)
+    if len(blocks) < 2:
+        raise Abort("README.md: fewer than two ```sh blocks in \"Install and run under systemd\"")
+    cmds = []
+    for line in blocks[1].splitlines():
+        line = re.sub(r"\s{2,}#.*$", "", line).strip()
+        if line:
+            cmds.append(re.sub(r"^sudo\s+", "", line))
+    return cmds
+
+
+def readme_credential(instance):
+    """(drop-in text, key line) for a key handed over as a credential, made
+    from what README.md shows for the instance "web"."""
+    sec = readme_section()
+    m = re.search(r"add `\[Service\]` and\s+`(LoadCredential=web\.key:[^`]+)`", sec)
+    k = re.search(r"write `(key = web\.key)` in `web\.conf`", sec)
+    if not m or not k:
+        raise Abort("README.md: no LoadCredential=web.key:... drop-in or `key = web.key` line")
+    dropin = "[Service]\n%s\n" % m.group(1)
+    return (dropin.replace("web.key", instance + ".key"),
+            k.group(1).replace("web.key", instance + ".key"))
+
+
+def readme_credential_dropin(instance):
+    return readme_credential(instance)[0]
+
+
+def uncomment(text, settings, where):
+    """What a newcomer does to example.conf: for each (name, value) the
+    example's own commented line "#name = ..." becomes "name = value".
+    A setting the example has no such line for fails (a finding about the
+    example, not about the test)."""
+    lines = text.split("\n")
+    for name, value in settings:
+        hits = [i for i, line in enumerate(lines) if re.match(r"#%s = " % re.escape(name), line)]
+        if len(hits) != 1:
+            raise Abort("%s: example.conf has %d lines \"#%s = ...\" to uncomment, not one"
+                        % (where, len(hits), name))
+        lines[hits[0]] = "%s = %s" % (name, value)
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# The Debian package
+
+def find_deb(directory):
+    """tlsgate_VERSION_ARCH.deb in directory (not the -dbgsym one)."""
+    version = run(["dpkg-parsechangelog", "-l", os.path.join(TOP, "debian", "changelog"),
+                   "-S", "Version"]).stdout.strip()
+    version = version.split(":", 1)[-1]  # file names carry no epoch
+    arch = run(["dpkg", "--print-architecture"]).stdout.strip()
+    deb = os.path.join(directory, "tlsgate_%s_%s.deb" % (version, arch))
+    if not os.path.isfile(deb):
+        raise Abort("no %s (found: %s)" % (deb, ", ".join(
+            sorted(os.listdir(directory))) if os.path.isdir(directory) else "no such directory"))
+    return deb
+
+
+def build_deb(outdir):
+    env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck", DPKG_BUILDPACKAGE_OPTS="-Pnocheck")
+    run([os.path.join(TOP, "packaging", "build-deb.sh"), outdir], timeout=1800, env=env)
+    return find_deb(outdir)
+
+
+def deb_binary(deb, directory):
+    """The tlsgate binary inside the .deb (for the runtime libraries)."""
+    run(["dpkg-deb", "-x", deb, directory])
+    binary = os.path.join(directory, "usr", "bin", "tlsgate")
+    if not os.access(binary, os.X_OK):
+        raise Abort("%s holds no usr/bin/tlsgate" % deb)
+    return binary
+
+
+def unmet_depends(ct, deb):
+    """The clauses of the .deb's Depends: that the container's installed
+    packages do not satisfy, each with what is installed instead."""
+    depends = run(["dpkg-deb", "-f", deb, "Depends"]).stdout.strip()
+    if not depends:
+        raise Abort("%s has no Depends: field" % deb)
+    unmet = []
+    for clause in depends.split(","):
+        seen = []
+        for alt in clause.split("|"):
+            m = re.match(r"\s*([a-z0-9][a-z0-9+.-]*)(?::\S+)?\s*(?:\(\s*([<>=]+)\s*([^)\s]+)\s*\))?"
+                         r"\s*$", alt)
+            if not m:
+                raise Abort("%s: cannot parse Depends: %r" % (deb, alt))
+            name, op, want = m.groups()
+            p = ct.exec(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}|${Version}", name],
+                        check=False)
+            status, _, have = p.stdout.partition("|")
+            if p.returncode != 0 or not status.startswith("ii"):
+                seen.append("%s not installed" % name)
+                continue
+            if op and run(["dpkg", "--compare-versions", have, op, want],
+                          check=False).returncode != 0:
+                seen.append("%s %s installed" % (name, have))
+                continue
+            break
+        else:
+            unmet.append("%s (%s)" % (clause.strip(), "; ".join(seen)))
+    return unmet
+
+
+def tlsgate_units(ct):
+    """{unit: (ActiveState, file state)} of every tlsgate unit systemd has
+    loaded or has a file for (an unloaded unit is inactive)."""
+    out = ct.exec(["systemctl", "list-units", "--all", "--plain", "--no-legend",
+                   "tlsgate*"], check=False).stdout
+    active = {f[0]: f[2] for f in (line.split() for line in out.splitlines()) if len(f) > 2}
+    out = ct.exec(["systemctl", "list-unit-files", "--plain", "--no-legend", "tlsgate*"],
+                  check=False).stdout
+    files = {f[0]: f[1] for f in (line.split() for line in out.splitlines()) if len(f) > 1}
+    return {u: (active.get(u, "inactive"), files.get(u, "-"))
+            for u in sorted(set(active) | set(files))}
+
+
+def install_checks(ct, deb):
+    """apt-get install ./tlsgate_*.deb as README.md says, inside the booted
+    container, and what the maintainer scripts must (not) have done."""
+    name = os.path.basename(deb)
+    unmet = unmet_depends(ct, deb)
+    if not check(not unmet, "the container's packages satisfy Depends: of %s" % name,
+                 "unmet: " + "\n".join(unmet)):
+        raise Abort("the rootfs lacks what %s depends on (add it to BASE_PACKAGES): %s"
+                    % (name, "; ".join(unmet)))
+    p = ct.exec(["sh", "-c", "cd %s && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+                 "./%s" % (DEB_DIR, name)], timeout=300, check=False)
+    status = ct.exec(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Version}", "tlsgate"],
+                     check=False).stdout.strip()
+    if not check(p.returncode == 0 and status.startswith("ii"),
+                 "apt-get install ./%s in the container (offline): exit %d, dpkg status %r"
+                 % (name, p.returncode, status), p.stdout + p.stderr):
+        raise Abort("the package did not install")
+
+    units = tlsgate_units(ct)
+    wrong = {u: st for u, st in units.items()
+             if st[0] != "inactive" or st[1] not in ("disabled", "indirect", "static")}
+    links = ct.exec(["find", "/etc/systemd/system", "-type", "l", "-name", "tlsgate*"],
+                    check=False).stdout.split()
+    check(units and not wrong and not links,
+          "installing enables and starts nothing: %s" % ", ".join(
+              "%s %s/%s" % (u, a, e) for u, (a, e) in units.items()),
+          "active or enabled: %s; links: %s" % (wrong, links))
+
+    conffiles = ct.exec(["dpkg-query", "-W", "-f", "${Conffiles}", "tlsgate"]).stdout
+    md5 = dict(line.split()[:2] for line in conffiles.splitlines() if len(line.split()) >= 2)
+    have = ct.exec(["md5sum", "/etc/tlsgate/example.conf"], check=False).stdout.split()
+    check(md5.get("/etc/tlsgate/example.conf") and have
+          and have[0] == md5["/etc/tlsgate/example.conf"],
+          "/etc/tlsgate/example.conf installed as a conffile, unchanged", conffiles)
+
+    listed = ct.exec(["dpkg", "-L", "tlsgate"]).stdout.split()
+    shipped = {os.path.basename(f): f for f in listed if "/systemd/system/" in f}
+    want = ("tlsgate.socket", "tlsgate.service", "tlsgate@.socket", "tlsgate@.service")
+    fragments = {u: ct.prop(u.replace("@", "@web"), "FragmentPath") for u in want}
+    real = {u: ct.exec(["realpath", "-e", f], check=False).stdout.strip()
+            for u, f in fragments.items()}
+    check(all(u in shipped for u in want)
+          and all(real[u] and real[u] == ct.exec(["realpath", "-e", shipped[u]],
+                                                 check=False).stdout.strip() for u in want),
+          "the units are where the package puts them and systemd loads them from there: %s"
+          % ", ".join(sorted(shipped.values())), "dpkg -L: %s\nFragmentPath: %s"
+          % (shipped, fragments))
+
+    catalog = ct.exec(["journalctl", "--list-catalog"], check=False).stdout
+    check(MSGID_DENIED in catalog and MSGID_OBTAINED in catalog,
+          "the package's journal catalog is compiled (journalctl --list-catalog lists %s)"
+          % MSGID_DENIED)
+
+
+def newcomer_configs(ct):
+    """/etc/tlsgate/example.conf copied and edited as README.md says: the
+    example's own lines uncommented and changed, nothing written anew."""
+    key_line = readme_credential("static")[1]
+    key_name, _, key_value = key_line.partition(" = ")
+    configs = {
+        # shutdown-timeout bounds the drain check should tlsgate fail to
+        # exit on its own.
+        "web": [("target", "127.0.0.1:%d" % BACKEND_PORT),
+                ("auto-acme-cert", WEB_NAME),
+                ("auto-acme-email", "admin@" + WEB_NAME),
+                ("auto-acme-agree-to-tos", "true"),
+                ("auto-acme-testca", "https://%s:%d/dir" % (ACME_HOST, PEBBLE_DIR_PORT)),
+                ("cacert", "/etc/tlsgate/clients-ca.pem"),
+                ("allow-cn", "frontend"),
+                ("shutdown-timeout", "30s")],
+        "static": [("target", "unix:/run/e2e-echo/echo.sock"),
+                   ("cert", "/etc/tlsgate/static.crt"),
+                   (key_name, key_value),
+                   ("cacert", "/etc/tlsgate/clients-ca.pem"),
+                   ("allow-cn", "frontend"),
+                   ("shutdown-timeout", "30s")],
+        "fresh": [],
+    }
+    for instance, settings in configs.items():
+        path = "/etc/tlsgate/%s.conf" % instance
+        ct.exec(["cp", "/etc/tlsgate/example.conf", path])
+        if settings:
+            text = ct.exec(["cat", path]).stdout
+            ct.exec(["sh", "-c", "cat > " + path], input=uncomment(text, settings, path))
+    ok("cp /etc/tlsgate/example.conf to web.conf, static.conf (edited: only the example's "
+       "lines uncommented) and fresh.conf (unedited)")
+
+
+# ---------------------------------------------------------------------------
 # Files put into the container before it boots
 
 def write(root, path, text, mode=0o644):
@@ -301,18 +544,9 @@ ExecStart=/usr/bin/socat UNIX-LISTEN:/run/e2e-echo/echo.sock,fork,mode=0666 EXEC
 """)
 
     # tlsgate@web: ACME from the Pebble above; the client CA is public.
+    # The instances' settings are made after the package is installed, from
+    # its example.conf (newcomer_configs()).
     copy(root, pki["client_ca"], "/etc/tlsgate/clients-ca.pem")
-    write(root, "/etc/tlsgate/web.conf", """# tlsgate@web: by tests/systemd/nspawn-e2e.py
-target = localhost:%d
-auto-acme-cert = %s
-auto-acme-email = admin@%s
-auto-acme-agree-to-tos = true
-auto-acme-testca = https://%s:%d/dir
-cacert = /etc/tlsgate/clients-ca.pem
-allow-cn = frontend
-# bounds the drain check should tlsgate fail to exit on its own
-shutdown-timeout = 30s
-""" % (BACKEND_PORT, WEB_NAME, WEB_NAME, ACME_HOST, PEBBLE_DIR_PORT))
     # Pebble's HTTPS is trusted through SSL_CERT_FILE, set in a drop-in.
     write(root, S + "/tlsgate@web.service.d/e2e.conf", """[Service]
 Environment=SSL_CERT_FILE=%s/pebble-https-ca.pem
@@ -320,29 +554,20 @@ Environment=SSL_CERT_FILE=%s/pebble-https-ca.pem
 
     # tlsgate@static: a second instance side by side, on :8443 from a
     # drop-in, key as a credential (root-only file the dynamic user cannot
-    # read directly), target a UNIX socket.
+    # read directly), target a UNIX socket. The credential's drop-in is what
+    # `systemctl edit` would write with the lines README.md shows.
     copy(root, pki["static_cert"], "/etc/tlsgate/static.crt")
     copy(root, pki["static_key"], "/etc/tlsgate/private/static.key", 0o600)
     os.chmod(root + "/etc/tlsgate/private", 0o700)
-    write(root, "/etc/tlsgate/static.conf", """# tlsgate@static: by tests/systemd/nspawn-e2e.py
-target = unix:/run/e2e-echo/echo.sock
-cert = /etc/tlsgate/static.crt
-key = static.key
-cacert = /etc/tlsgate/clients-ca.pem
-allow-cn = frontend
-shutdown-timeout = 30s
-""")
     write(root, S + "/tlsgate@static.socket.d/port.conf", """[Socket]
 ListenStream=
 ListenStream=%d
 """ % STATIC_PORT)
-    write(root, S + "/tlsgate@static.service.d/credential.conf", """[Service]
-LoadCredential=static.key:/etc/tlsgate/private/static.key
-""")
+    write(root, S + "/tlsgate@static.service.d/override.conf",
+          readme_credential_dropin("static"))
 
-    # tlsgate@fresh: an unedited copy of the shipped example, on its own port.
-    with open(root + "/etc/tlsgate/example.conf") as f:
-        write(root, "/etc/tlsgate/fresh.conf", f.read())
+    # tlsgate@fresh: an unedited copy of the shipped example (made in
+    # newcomer_configs()), on its own port.
     write(root, S + "/tlsgate@fresh.socket.d/port.conf", """[Socket]
 ListenStream=
 ListenStream=%d
@@ -1150,24 +1375,202 @@ def checks(ct, pki, tmp):
 
 
 # ---------------------------------------------------------------------------
+# After checks(): what README.md shows after enabling, then purge
+
+def newcomer_commands_checks(ct, pki, tmp):
+    """Runs the commands README.md shows after `systemctl enable --now`,
+    exactly as written there (without sudo), and checks their output for
+    what README.md promises."""
+    web_svc, web_sock = "tlsgate@web.service", "tlsgate@web.socket"
+    st_svc, st_sock = "tlsgate@static.service", "tlsgate@static.socket"
+    pebble_root = os.path.join(tmp, "pebble-root.pem")
+    # Both sockets listening (they are enabled), a client of each instance
+    # through, and an intruder denied by each.
+    ct.exec(["systemctl", "start", web_sock, st_sock], timeout=60)
+    for port, sni, ca in ((WEB_PORT, WEB_NAME, pebble_root),
+                          (STATIC_PORT, STATIC_NAME, pki["servers_ca"])):
+        try:
+            c = Client(ct, port, sni, ca, pki["frontend"], timeout=30)
+            c.echo(b"a newcomer's client\n")
+            c.close()
+        except (OSError, ssl.SSLError) as e:
+            raise Abort("a client to :%d after the checks: %s" % (port, e))
+        try:
+            c = Client(ct, port, sni, ca, pki["intruder"])
+            c.echo(b"denied\n")
+            c.close()
+            fail("intruder got through to :%d" % port)
+        except (OSError, ssl.SSLError):
+            pass
+    pid = ct.prop(web_svc, "MainPID")
+
+    cmds = readme_commands()
+    log("      README.md's commands: %s" % " | ".join(cmds))
+    want = {"status": None, "-x": None, "CN": None, "all": None, "reload": None}
+    for cmd in cmds:
+        if cmd.startswith("systemctl status "):
+            want["status"] = cmd
+        elif cmd.startswith("journalctl ") and " -x" in cmd:
+            want["-x"] = cmd
+        elif cmd.startswith("journalctl ") and "TLSGATE_CLIENT_CN=" in cmd:
+            want["CN"] = cmd
+        elif cmd.startswith("journalctl ") and "MESSAGE_ID=" in cmd:
+            want["all"] = cmd
+        elif cmd.startswith("systemctl try-reload-or-restart "):
+            want["reload"] = cmd
+    check(all(want.values()), "README.md shows status, journalctl -x, the CLIENT_CN and "
+          "MESSAGE_ID filters and try-reload-or-restart", "\n".join(cmds))
+
+    def sh(cmd):
+        return ct.exec(["sh", "-c", cmd], check=False)
+
+    def entry_lines(out):
+        return [line for line in out.splitlines() if line.strip() and not line.startswith("--")]
+
+    if want["status"]:
+        p = sh(want["status"])
+        unitfile = ct.prop(web_svc, "FragmentPath")
+        check(p.returncode == 0 and re.search(r"^\s*Active: active \(running\)", p.stdout, re.M)
+              and "Loaded: loaded (%s; " % unitfile in p.stdout
+              and "Main PID: %s (tlsgate)" % pid in p.stdout,
+              "`%s`: exit 0, loaded from %s, active (running), Main PID %s"
+              % (want["status"], unitfile, pid), p.stdout + p.stderr)
+    if want["-x"]:
+        p = sh(want["-x"])
+        check(p.returncode == 0
+              and "Subject: Client denied: no access rule matches its certificate" in p.stdout
+              and 'The certificate\'s common name is "intruder"' in p.stdout,
+              "`%s`: the catalog's explanation of the denial, with the client's name filled in"
+              % want["-x"], p.stdout[-3000:] + p.stderr)
+    if want["CN"]:
+        p = sh(want["CN"])
+        cn = re.search(r"TLSGATE_CLIENT_CN=(\S+)", want["CN"]).group(1)
+        unit = re.search(r"-u\s+(\S+)", want["CN"]).group(1)
+        entries = journal(ct, "-u", unit, "TLSGATE_CLIENT_CN=" + cn)
+        others = [e for e in journal(ct, "-u", unit)
+                  if e.get("TLSGATE_CLIENT_CN") not in (None, cn)]
+        lines = entry_lines(p.stdout)
+        check(p.returncode == 0 and entries and others and len(lines) == len(entries)
+              and all(e.get("TLSGATE_CLIENT_CN") == cn for e in entries),
+              "`%s`: %d entries, all of the client %s (and none of the %d entries of other "
+              "clients)" % (want["CN"], len(lines), cn, len(others)), p.stdout[-3000:] + p.stderr)
+    if want["all"]:
+        p = sh(want["all"])
+        js = sh(want["all"] + " -o json")
+        units = set()
+        for line in js.stdout.splitlines():
+            try:
+                units.add(json.loads(line).get("_SYSTEMD_UNIT"))
+            except ValueError:
+                pass
+        lines = entry_lines(p.stdout)
+        check(p.returncode == 0 and lines and units == {web_svc, st_svc}
+              and len(lines) == len(js.stdout.splitlines()),
+              "`%s`: %d entries, of both instances (%s)"
+              % (want["all"], len(lines), ", ".join(sorted(u or "?" for u in units))),
+              p.stdout[-3000:] + p.stderr)
+    p = sh("journalctl -u tlsgate")
+    check(p.returncode == 0 and not entry_lines(p.stdout),
+          "`journalctl -u tlsgate` shows only the plain tlsgate.service: no entries here",
+          p.stdout[-2000:])
+    if want["reload"]:
+        p = sh(want["reload"])
+        state = ct.wait_prop(web_svc, "ActiveState", "active", 10)
+        check(p.returncode == 0 and state == "active" and ct.prop(web_svc, "MainPID") == pid,
+              "`%s` on the running service: exit 0, reloaded in place (MainPID %s)"
+              % (want["reload"], pid), p.stderr)
+        try:
+            c = Client(ct, WEB_PORT, WEB_NAME, pebble_root, pki["frontend"])
+            again = c.echo(b"after try-reload-or-restart\n")
+            c.close()
+        except (OSError, ssl.SSLError) as e:
+            again = e
+        check(again is True, "a client gets through after it (%s)" % again)
+
+
+def purge_checks(ct):
+    """apt-get purge tlsgate with both instances running, as README.md and
+    debian/README.Debian describe it."""
+    units = ("tlsgate@web.socket", "tlsgate@static.socket", "tlsgate@web.service",
+             "tlsgate@static.service")
+    running = [u for u in units if ct.prop(u, "ActiveState") == "active"]
+    links = sorted(ct.exec(["find", "/etc/systemd/system", "-type", "l", "-name", "tlsgate@*"],
+                           check=False).stdout.split())
+    web_conf = ct.exec(["cat", "/etc/tlsgate/web.conf"]).stdout
+    state_before = ct.exec(["test", "-d", "/var/lib/private/tlsgate/web"],
+                           check=False).returncode == 0
+    if not check(running and state_before
+                 and "/etc/systemd/system/sockets.target.wants/tlsgate@web.socket" in links,
+                 "before purge: running %s; links %s; /var/lib/private/tlsgate/web present"
+                 % (", ".join(running), ", ".join(os.path.basename(x) for x in links))):
+        return
+    p = ct.exec(["sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get purge -y tlsgate"],
+                timeout=180, check=False)
+    out = p.stdout + p.stderr
+    status = ct.exec(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "tlsgate"],
+                     check=False).stdout.strip()
+    check(p.returncode == 0 and not status.startswith("i"),
+          "apt-get purge -y tlsgate: exit %d, dpkg status %r" % (p.returncode, status), out)
+    m = re.search(r"^tlsgate: disabled (.*)$", out, re.M)
+    disabled = set(m.group(1).split()) if m else set()
+    check({os.path.basename(x) for x in links} <= disabled,
+          "purge printed \"tlsgate: disabled %s\"" % (m.group(1) if m else "?"), out)
+    m = re.search(r"^tlsgate: kept what the administrator wrote: (.*)$", out, re.M)
+    kept = set(m.group(1).split()) if m else set()
+    check("/etc/tlsgate/web.conf" in kept and "/etc/tlsgate/static.conf" in kept
+          and "/etc/tlsgate/example.conf" not in kept,
+          "purge named what it kept: %s" % (m.group(1) if m else "nothing"), out)
+    left = ct.exec(["find", "/etc/systemd/system", "-type", "l", "-name", "tlsgate*"],
+                   check=False).stdout.split()
+    check(not left, "no tlsgate links left under /etc/systemd/system", "\n".join(left))
+    gone = ct.exec(["sh", "-c", "test ! -e /var/lib/private/tlsgate && test ! -e /var/lib/tlsgate"],
+                   check=False).returncode == 0
+    check(gone, "/var/lib/private/tlsgate (ACME accounts, certificates, keys) deleted")
+    now = ct.exec(["cat", "/etc/tlsgate/web.conf"], check=False).stdout
+    example = ct.exec(["test", "-e", "/etc/tlsgate/example.conf"], check=False).returncode
+    check(now == web_conf and example != 0,
+          "/etc/tlsgate/web.conf (the administrator's) kept unchanged; the conffile "
+          "example.conf purged")
+    active = {u: ct.prop(u, "ActiveState") for u in units}
+    procs = ct.exec(["pgrep", "-x", "tlsgate"], check=False).stdout.split()
+    check(all(a == "inactive" for a in active.values()) and not procs,
+          "the running instances were stopped by the removal: %s; tlsgate processes: %s"
+          % (active, procs or "none"))
+
+
+# ---------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--deb", metavar="PATH",
+                    help="the tlsgate .deb to install (default: build one with "
+                    "packaging/build-deb.sh, without its tests)")
+    ap.add_argument("--meson-install", action="store_true",
+                    help="install with `meson install --destdir` from --builddir instead of "
+                    "a .deb (no package checks, no purge)")
     ap.add_argument("--builddir", default=os.path.join(TOP, "build-nspawn"),
-                    help="meson build directory (configured with --prefix=/usr)")
+                    help="meson build directory for --meson-install (configured with "
+                    "--prefix=/usr)")
     ap.add_argument("--name", default="tlsgate-e2e-%d" % os.getpid(),
                     help="container name (unique per host)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the run directory and artifacts")
     args = ap.parse_args()
     args.builddir = os.path.abspath(args.builddir)
+    if args.deb and args.meson_install:
+        ap.error("--deb and --meson-install exclude each other")
+    if args.deb:
+        args.deb = os.path.abspath(args.deb)
+        if not os.path.isfile(args.deb):
+            ap.error("--deb %s: no such file" % args.deb)
 
     if os.geteuid() != 0:
         print("nspawn-e2e: must run as root", file=sys.stderr)
         return 2
     missing = [t for t, pkg in (("systemd-nspawn", "systemd-container"),
                                 ("debootstrap", "debootstrap"), ("nsenter", "util-linux"),
-                                ("meson", "meson"))
+                                ("meson" if args.meson_install else "dpkg-deb",
+                                 "meson" if args.meson_install else "dpkg"))
                if not shutil.which(t)]
     if missing:
         print("nspawn-e2e: missing on the host: %s" % " ".join(missing), file=sys.stderr)
@@ -1185,8 +1588,17 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     try:
         t = time.monotonic()
-        binary = build(args.builddir)
-        ok("built %s in %.1fs" % (binary, time.monotonic() - t))
+        deb = None
+        if args.meson_install:
+            binary = build(args.builddir)
+            ok("built %s in %.1fs" % (binary, time.monotonic() - t))
+        else:
+            deb = args.deb
+            if not deb:
+                deb = build_deb(os.path.join(tmp, "deb"))
+                ok("built %s with packaging/build-deb.sh (nocheck) in %.1fs"
+                   % (deb, time.monotonic() - t))
+            binary = deb_binary(deb, os.path.join(tmp, "deb-contents"))
 
         t = time.monotonic()
         mirror = debian_mirror()
@@ -1198,14 +1610,18 @@ def main():
         ct = Container(args.name, rootfs, artifacts, args.keep)
         t = time.monotonic()
         how = ct.make_root()
-        with open(os.path.join(args.builddir, ".nspawn-e2e.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            run(["meson", "install", "-C", args.builddir, "--no-rebuild", "--quiet",
-                 "--destdir", ct.root], timeout=120)
+        if deb:
+            copy(ct.root, deb, DEB_DIR + "/" + os.path.basename(deb))
+            how += "; %s in %s" % (os.path.basename(deb), DEB_DIR)
+        else:
+            with open(os.path.join(args.builddir, ".nspawn-e2e.lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                run(["meson", "install", "-C", args.builddir, "--no-rebuild", "--quiet",
+                     "--destdir", ct.root], timeout=120)
+            how += "; meson install --destdir"
         pki = make_pki(os.path.join(tmp, "pki"))
         prepare_root(ct.root, args.name, pki)
-        ok("container root: %s; meson install --destdir; configs, drop-ins, PKI (%.1fs)"
-           % (how, time.monotonic() - t))
+        ok("container root: %s; drop-ins, PKI (%.1fs)" % (how, time.monotonic() - t))
 
         t = time.monotonic()
         state = ct.boot()
@@ -1213,7 +1629,16 @@ def main():
               "is-system-running=%s in %.1fs" % (args.name, ct.leader, state,
                                                  time.monotonic() - t),
               ct.exec(["systemctl", "--failed", "--no-pager"], check=False).stdout)
+        if deb:
+            install_checks(ct, deb)
+        else:
+            # What the package's trigger does; README.md's "Building" says so.
+            ct.exec(["journalctl", "--update-catalog"])
+        newcomer_configs(ct)
         checks(ct, pki, tmp)
+        newcomer_commands_checks(ct, pki, tmp)
+        if deb:
+            purge_checks(ct)
     except Abort as e:
         fail("aborted: %s" % str(e).split("\n")[0], "\n".join(str(e).split("\n")[1:]))
     except KeyboardInterrupt:
