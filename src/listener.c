@@ -23,7 +23,7 @@ static int fd_nonblock_cloexec(int fd) {
         return 0;
 }
 
-static int sockaddr_un_fill(const char *path, struct sockaddr_un *un, socklen_t *ret_len) {
+int sockaddr_un_fill(const char *path, struct sockaddr_un *un, socklen_t *ret_len) {
         size_t l = strlen(path);
 
         if (l == 0 || l >= sizeof un->sun_path)

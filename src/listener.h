@@ -5,8 +5,13 @@
  * systemd (systemd:NAME). Sockets are returned non-blocking. */
 
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "address.h"
+
+/* A sockaddr_un for path; -ENAMETOOLONG for an empty path or one longer
+ * than sun_path holds. */
+int sockaddr_un_fill(const char *path, struct sockaddr_un *un, socklen_t *ret_len);
 
 /* Opens the listening socket for a. For unix:PATH, *ret_unlink_path is set
  * to a malloc'ed copy of the path, to be removed on exit. Errors: a negative

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
 #include "build-config.h"
 #include "config.h"
+#include "control.h"
 #include "listener.h"
 #include "log.h"
 #include "manager.h"
@@ -23,6 +26,8 @@ static void print_usage(FILE *f) {
                   "\n"
                   "Commands:\n"
                   "  server    Accept TLS connections, authenticate clients, forward to a target\n"
+                  "  reload    Make the tlsgate of this service reload and wait for the outcome\n"
+                  "            (the units' ExecReload=; see tlsgate(8))\n"
                   "\n"
                   "Run 'tlsgate server --help' for the server flags.\n"));
 }
@@ -176,6 +181,72 @@ static int run_server(int argc, char *argv[]) {
         return r;
 }
 
+/* `tlsgate reload [--pid=PID]`: what the units' ExecReload= runs. The
+ * tlsgate of the service (found through $RUNTIME_DIRECTORY) reloads and
+ * answers; exit 0 when the new settings took effect, 2 when it kept the
+ * old ones, 1 when it did not answer. With --pid, a tlsgate without the
+ * control socket (started by an older version) gets SIGHUP instead. */
+#define RELOAD_TIMEOUT_USEC (60 * USEC_PER_SEC)
+
+static int run_reload(int argc, char *argv[]) {
+        _cleanup_free_ char *dir = NULL, *reason = NULL;
+        const char *pid_arg = NULL;
+        long pid = 0;
+        int r;
+
+        for (int i = 0; i < argc; i++) {
+                const char *v;
+
+                if ((v = startswith(argv[i], "--pid=")))
+                        pid_arg = v;
+                else if (streq(argv[i], "--pid") && i + 1 < argc)
+                        pid_arg = argv[++i];
+                else {
+                        print_error(_("reload: unknown argument \"%s\" (only --pid=PID)"), argv[i]);
+                        return EXIT_USAGE;
+                }
+        }
+        if (pid_arg) {
+                char *end;
+
+                errno = 0;
+                pid = strtol(pid_arg, &end, 10);
+                if (errno || end == pid_arg || *end || pid <= 0) {
+                        print_error(_("reload: --pid: not a process ID: \"%s\""), pid_arg);
+                        return EXIT_USAGE;
+                }
+        }
+        dir = control_runtime_dir(getenv("RUNTIME_DIRECTORY"));
+        if (!dir) {
+                print_error("%s", _("reload: $RUNTIME_DIRECTORY is not set: this command is "
+                                    "what the units' ExecReload= runs (with RuntimeDirectory=); "
+                                    "elsewhere send tlsgate SIGHUP"));
+                return EXIT_USAGE;
+        }
+        r = control_request_reload(dir, RELOAD_TIMEOUT_USEC, &reason);
+        if (r >= 0)
+                return EXIT_SUCCESS;
+        if (r == -EINVAL) {
+                print_error(_("reload failed, tlsgate keeps its current settings: %s"),
+                            reason ? reason : _("out of memory"));
+                return EXIT_USAGE;
+        }
+        if ((r == -ENOENT || r == -ECONNREFUSED) && pid > 0) {
+                if (kill((pid_t) pid, SIGHUP) < 0) {
+                        print_error(_("reload: cannot signal process %ld: %s"), pid,
+                                    strerror(errno));
+                        return EXIT_FAILURE;
+                }
+                log_warning("reload: no control socket in %s (a tlsgate started by an older "
+                            "version?); sent SIGHUP to process %ld, whose log says how it went",
+                            dir, pid);
+                return EXIT_SUCCESS;
+        }
+        print_error(_("reload: no answer from tlsgate through %s/%s: %s"), dir, CONTROL_SOCKET_NAME,
+                    strerror(-r));
+        return EXIT_FAILURE;
+}
+
 int main(int argc, char *argv[]) {
         setlocale(LC_ALL, "");
         (void) bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
@@ -203,6 +274,8 @@ int main(int argc, char *argv[]) {
         }
         if (streq(argv[1], "server"))
                 return run_server(argc - 2, argv + 2);
+        if (streq(argv[1], "reload"))
+                return run_reload(argc - 2, argv + 2);
 
         print_usage(stderr);
         fputc('\n', stderr);

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 
+#include "control.h"
 #include "creds.h"
 #include "duration.h"
 #include "listener.h"
@@ -304,6 +305,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         status_server_free(m->status);
+        control_server_free(m->control);
         metrics_pusher_free(m->metrics_push);
         /* Joins the serving threads, closing what they still hold. */
         m->workers = worker_pool_free(m->workers);
@@ -432,6 +434,16 @@ int manager_start(Manager *m, char **ret_error) {
                 r = status_server_new(m, &m->status, ret_error);
                 if (r < 0)
                         return r;
+        }
+        {
+                /* Without it `tlsgate reload` falls back to SIGHUP: a
+                 * warning, not a reason not to serve. */
+                _cleanup_free_ char *dir = control_runtime_dir(getenv("RUNTIME_DIRECTORY"));
+                _cleanup_free_ char *e = NULL;
+
+                if (dir && control_server_new(m, dir, &m->control, &e) < 0)
+                        log_warning("%s; systemctl reload cannot report the outcome",
+                                    e ? e : "control socket: out of memory");
         }
         manager_describe_listener(m, where, sizeof where);
         log_info("listening on %s, forwarding to %s, serving %s", where, m->config.target.spec,

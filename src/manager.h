@@ -61,6 +61,8 @@ typedef struct Manager {
         struct StatusServer *status;
         /* --metrics-url, --metrics-graphite (src/metrics-push.c). */
         struct MetricsPusher *metrics_push;
+        /* `tlsgate reload` under the units ($RUNTIME_DIRECTORY, src/control.c). */
+        struct ControlServer *control;
 
         /* Why the loop ended with a failure (ACME gave up at start-up), for
          * main.c to print under --quiet=all, which kept it out of the log. */
