@@ -58,9 +58,9 @@ static void log_unquiet_for_exit(void) {
 }
 
 /* A failure of manager_load(): the settings named something that does not
- * load. Said where the setting came from; under --check (which is what the
- * units' ExecReload= runs) with a note when systemd's copy of a credential
- * may be what is stale. */
+ * load. Said where the setting came from; under --check in a service's
+ * context (with $CREDENTIALS_DIRECTORY) with a note when systemd's copy of
+ * a credential may be what is stale. */
 static int print_load_error(const Manager *m, int r, const char *error) {
         _cleanup_free_ char *located = NULL, *note = NULL;
 

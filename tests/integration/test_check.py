@@ -266,8 +266,8 @@ def make_credentials(directory, cert_path, key_path):
 
 def test_stale_credential_on_reload(proxy_factory, backend, ctx_for, pki, tmp_path):
     """A key handed over with LoadCredential= is systemd's copy from the
-    start: a reload (and the units' --check before it) with a certificate
-    for a new key fails, keeps serving the old certificate and says that a
+    start: a reload (and --check in the service's context) with a
+    certificate for a new key fails, keeps serving the old certificate and says that a
     restart hands over the new key; the restart (a new process with a new
     copy) serves the new one."""
     old_creds = make_credentials(tmp_path / "creds-1", pki.server.cert_path, pki.server.key_path)
