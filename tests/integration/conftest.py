@@ -5,6 +5,7 @@ The binary comes from $TLSGATE_BIN, else ../../build/tlsgate from here.
 """
 import os
 import shutil
+import socket
 import sys
 
 import pytest
@@ -145,3 +146,25 @@ def proxy_factory(tlsgate_bin, pki, tmp_path, request):
 @pytest.fixture
 def start_proxy(proxy_factory):
     return proxy_factory.start
+
+
+@pytest.fixture
+def held_port():
+    """A port held with a listening socket, without SO_REUSEPORT: a tlsgate
+    that bound it before rejecting its settings (or under --check) would fail
+    with EADDRINUSE instead."""
+    port = tg_daemon.free_port()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", port))
+    s.listen(8)
+    yield port
+    s.close()
+
+
+@pytest.fixture
+def short_dir():
+    """A directory of its own with a short path (for UNIX sockets), mode 0700."""
+    d = tg_daemon.short_tmpdir("tg-dir-")
+    os.chmod(d, 0o700)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

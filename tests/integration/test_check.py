@@ -5,7 +5,6 @@ from, and what to do about a file the service's user may not read."""
 import os
 import shutil
 import signal
-import socket
 
 import pytest
 
@@ -17,24 +16,10 @@ C_LOCALE = {"LC_ALL": "C.UTF-8"}
 
 
 @pytest.fixture
-def held_port():
-    """A port held with a listening socket (no SO_REUSEPORT): a --check that
-    opened its --listen would fail with EADDRINUSE."""
-    port = tg_daemon.free_port()
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", port))
-    s.listen(8)
-    yield port
-    s.close()
-
-
-@pytest.fixture
-def shared_dir():
+def shared_dir(short_dir):
     """A directory other users can enter (pytest's tmp_path is root's only)."""
-    d = tg_daemon.short_tmpdir("tg-check-")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    os.chmod(short_dir, 0o755)
+    return short_dir
 
 
 def write(path, text, mode=0o644):

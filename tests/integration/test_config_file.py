@@ -4,7 +4,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 
 import pytest
 
@@ -93,18 +92,6 @@ def test_file_list_kept_when_command_line_has_none(proxy_factory, backend, ctx_f
     assert_allowed(proxy, backend, ctx_for(pki.client))
     assert_allowed(proxy, backend, ctx_for(pki.client_ou))
     assert_refused(proxy, backend, ctx_for(pki.client_dns))
-
-
-@pytest.fixture
-def held_port():
-    """Held without SO_REUSEPORT: if tlsgate bound it before rejecting the
-    file, it would fail with EADDRINUSE instead (see test_flags.py)."""
-    port = tg_daemon.free_port()
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", port))
-    s.listen(8)
-    yield port
-    s.close()
 
 
 # (id, lines after the base settings, expected message after "PATH:"); the

@@ -4,7 +4,6 @@ with the outcome, so that `systemctl reload` fails when tlsgate keeps its
 settings."""
 import os
 import shutil
-import signal
 import socket
 import stat
 
@@ -18,11 +17,8 @@ C_LOCALE = {"LC_ALL": "C.UTF-8"}
 
 
 @pytest.fixture
-def runtime_dir():
-    d = tg_daemon.short_tmpdir("tg-run-")
-    os.chmod(d, 0o700)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def runtime_dir(short_dir):
+    return short_dir
 
 
 def write(path, text):

@@ -1,6 +1,5 @@
 """Command-line validation: bad flags fail before any socket is opened."""
 import os
-import socket
 
 import pytest
 
@@ -87,18 +86,6 @@ def _fill(s, m):
     for k, v in m.items():
         s = s.replace("{%s}" % k, v)
     return s
-
-
-@pytest.fixture
-def held_port():
-    """A port we hold with a listening socket without SO_REUSEPORT: if tlsgate
-    bound it before validating, it would fail with EADDRINUSE instead."""
-    port = tg_daemon.free_port()
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", port))
-    s.listen(8)
-    yield port
-    s.close()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

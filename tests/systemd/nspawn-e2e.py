@@ -848,6 +848,18 @@ class Client:
             pass
 
 
+def echo_once(ct, port, sni, cafile, cert, data, timeout=10):
+    """One connection that echoes data: True, or the error it met."""
+    try:
+        c = Client(ct, port, sni, cafile, cert, timeout=timeout)
+        try:
+            return c.echo(data)
+        finally:
+            c.close()
+    except (OSError, ssl.SSLError) as e:
+        return e
+
+
 def https_get(ct, port, path, cafile, timeout=5):
     ctx = ssl.create_default_context(cafile=cafile)
     raw = ct.socket()
@@ -943,12 +955,7 @@ def broken_reload_checks(ct, svc, conf, port, sni, cafile, client_cert):
           p.stderr + "\n".join(str(m) for m in (daemon + control)[-10:]))
     check(ct.prop(svc, "MainPID") == pid and ct.prop(svc, "ActiveState") == "active",
           "tlsgate (pid %s) still runs, its settings kept" % pid)
-    try:
-        c = Client(ct, port, sni, cafile, client_cert)
-        still = c.echo(b"after a failed reload\n")
-        c.close()
-    except (OSError, ssl.SSLError) as e:
-        still = e
+    still = echo_once(ct, port, sni, cafile, client_cert, b"after a failed reload\n")
     check(still is True, "a new connection after the failed reload works (%s)" % still)
     with open(ct.root + conf, "w") as f:
         f.write(good)
@@ -1209,12 +1216,7 @@ def checks(ct, pki, tmp):
           "systemctl reload %s: active again in %.2fs, MainPID %s unchanged"
           % (web_svc, took, pid), p.stderr)
     check(live_ok is True, "a connection opened before the reload still works (%s)" % live_ok)
-    try:
-        c = Client(ct, WEB_PORT, WEB_NAME, pebble_root, frontend)
-        new_ok = c.echo(b"new after reload\n")
-        c.close()
-    except (OSError, ssl.SSLError) as e:
-        new_ok = e
+    new_ok = echo_once(ct, WEB_PORT, WEB_NAME, pebble_root, frontend, b"new after reload\n")
     check(new_ok is True, "a new connection after the reload works (%s)" % new_ok)
     live.close()
     broken_reload_checks(ct, web_svc, "/etc/tlsgate/web.conf", WEB_PORT, WEB_NAME, pebble_root,
@@ -1303,12 +1305,8 @@ def checks(ct, pki, tmp):
     check(ct.prop(st_sock, "ActiveState") == "active" and str(STATIC_PORT) in listen
           and ":%d " % WEB_PORT not in listen + " ",
           "%s listening on %s (ListenStream= reset by a drop-in)" % (st_sock, listen))
-    try:
-        c = Client(ct, STATIC_PORT, STATIC_NAME, pki["servers_ca"], frontend, timeout=30)
-        st_ok = c.echo(b"static instance, unix target\n")
-        c.close()
-    except (OSError, ssl.SSLError) as e:
-        st_ok = e
+    st_ok = echo_once(ct, STATIC_PORT, STATIC_NAME, pki["servers_ca"], frontend,
+                      b"static instance, unix target\n", timeout=30)
     check(st_ok is True and ct.prop(st_svc, "ActiveState") == "active",
           "%s: LoadCredential= key (root-only file) via $CREDENTIALS_DIRECTORY, mTLS to a "
           "UNIX-socket target (%s)" % (st_svc, st_ok),
@@ -1487,12 +1485,8 @@ def newcomer_commands_checks(ct, pki, tmp):
         check(p.returncode == 0 and state == "active" and ct.prop(web_svc, "MainPID") == pid,
               "`%s` on the running service: exit 0, reloaded in place (MainPID %s)"
               % (want["reload"], pid), p.stderr)
-        try:
-            c = Client(ct, WEB_PORT, WEB_NAME, pebble_root, pki["frontend"])
-            again = c.echo(b"after try-reload-or-restart\n")
-            c.close()
-        except (OSError, ssl.SSLError) as e:
-            again = e
+        again = echo_once(ct, WEB_PORT, WEB_NAME, pebble_root, pki["frontend"],
+                          b"after try-reload-or-restart\n")
         check(again is True, "a client gets through after it (%s)" % again)
 
 
