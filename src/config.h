@@ -3,8 +3,10 @@
 
 /* Options: one table of option definitions serves the command line and the
  * --config file. Pure logic, except for reading the --config file, the
- * --storepass-file and looking up systemd credentials, each in one function
- * named for it. */
+ * --storepass-file, looking up systemd credentials and checking that the
+ * named files open, each in one function named for it. The table and what
+ * works on it are in config.c, config-argv.c, config-file.c,
+ * config-validate.c and config-reload.c (see config-option.h). */
 
 #include <stdbool.h>
 

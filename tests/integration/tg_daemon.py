@@ -106,7 +106,7 @@ def wait_until(pred, timeout, interval=0.02):
 
 # --------------------------------------------------------------------------
 # sd_notify
-# Ghostunnel's variables stand in for --keystore, --cert, ... (src/config.c):
+# Ghostunnel's variables stand in for --keystore, --cert, ... (src/config-argv.c):
 # a developer's shell must not leak them into the daemons the tests start.
 GHOSTUNNEL_ENV = ("KEYSTORE_PATH", "KEYSTORE_PASS", "CERT_PATH", "KEY_PATH", "CACERT_PATH",
                   "PKCS11_MODULE", "PKCS11_TOKEN_LABEL", "PKCS11_PIN")
