@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* certmagic storage (storage.c) on whatever may be found on disk. The first
+/* certmagic storage (storage*.c) on whatever may be found on disk. The first
  * byte picks what the rest is (mod 4, so every input means something; the
  * seeds use the letters):
  *
