@@ -119,20 +119,19 @@ static int print_check_result(Manager *m) {
 static int run_server(int argc, char *argv[]) {
         _cleanup_(manager_freep) Manager *m = NULL;
         _cleanup_free_ char *error = NULL;
-        Config config;
+        /* Moved into the Manager by manager_new(), which leaves it zeroed. */
+        _cleanup_(config_done) Config config = {};
         bool help = false;
         int r;
 
         config_init(&config);
         r = config_load(&config, argc, argv, getenv("CREDENTIALS_DIRECTORY"), &help, &error);
         if (r >= 0 && help) {
-                config_done(&config);
                 config_print_help();
                 return EXIT_SUCCESS;
         }
         if (r < 0) {
                 print_error("%s", error ? error : strerror(-r));
-                config_done(&config);
                 return r == -ENOMEM ? EXIT_FAILURE : EXIT_USAGE;
         }
 
@@ -141,7 +140,6 @@ static int run_server(int argc, char *argv[]) {
 
         r = manager_new(&config, &m, &error);
         if (r < 0) {
-                config_done(&config);
                 log_unquiet_for_exit();
                 log_error_errno(r, "cannot set up: %m");
                 return EXIT_FAILURE;

@@ -14,6 +14,7 @@
 #include "pkcs11.h"
 #include "metrics-push.h"
 #include "status.h"
+#include "util.h"
 
 unsigned manager_n_conns(Manager *m) {
         return worker_pool_n_conns(m->workers);
@@ -425,11 +426,12 @@ int manager_start(Manager *m, char **ret_error) {
         r = worker_pool_new(m->event, m->n_threads, &m->server, m->listen_fd, on_drained, m,
                             &m->workers);
         if (r < 0)
-                return log_error_errno(r, "cannot set up %u serving threads: %m", m->n_threads);
+                return error_set(ret_error, r, "cannot set up %u serving threads: %s", m->n_threads,
+                                 strerror(-r));
         log_debug("serving connections on %u thread%s", m->n_threads, m->n_threads == 1 ? "" : "s");
         r = manager_watchdog_start(m);
         if (r < 0)
-                return log_error_errno(r, "cannot set up the watchdog: %m");
+                return error_set(ret_error, r, "cannot set up the watchdog: %s", strerror(-r));
         if (m->config.status_set) {
                 r = status_server_new(m, &m->status, ret_error);
                 if (r < 0)
@@ -462,7 +464,10 @@ int manager_start(Manager *m, char **ret_error) {
          * is in place: the first client of a socket-activated start must
          * not be refused for want of it. (Worker 0 accepts once the main
          * loop runs.) */
-        return worker_pool_start(m->workers);
+        r = worker_pool_start(m->workers);
+        if (r < 0)
+                return error_set(ret_error, r, "cannot start serving threads: %s", strerror(-r));
+        return 0;
 }
 
 int manager_run(Manager *m) {

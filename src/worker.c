@@ -453,9 +453,7 @@ int worker_pool_start(WorkerPool *p) {
                 (void) pthread_setname_np(w->thread, name);
         }
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
-        if (r < 0)
-                return log_error_errno(r, "cannot start serving threads: %m");
-        return 0;
+        return r < 0 ? r : 0;
 }
 
 void worker_pool_stop(WorkerPool *p) {
