@@ -100,6 +100,7 @@ void backend_check_start(BackendCheck *k) {
                                        on_timeout, k);
         if (r < 0)
                 return check_fail_errno(k, -r);
+        (void) sd_event_source_set_description(k->timer, "backend-check-timeout");
 
         if (k->url) {
                 HttpRequest req = {
@@ -129,6 +130,7 @@ void backend_check_start(BackendCheck *k) {
         r = sd_event_add_io(k->event, &k->io, k->fd, EPOLLOUT, on_io, k);
         if (r < 0)
                 return check_fail_errno(k, -r);
+        (void) sd_event_source_set_description(k->io, "backend-check-connect");
 }
 
 bool backend_check_running(const BackendCheck *k) {

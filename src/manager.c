@@ -210,6 +210,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
                                        m->config.shutdown_timeout, 0, on_shutdown_timeout, m);
         if (r < 0)
                 return manager_force_exit(m);
+        (void) sd_event_source_set_description(m->shutdown_timer, "shutdown-timeout");
         manager_close_listener(m);
         /* Only now: every thread has been told to accept nothing more, so
          * a client that connects after seeing STOPPING=1 is not served. */
@@ -259,6 +260,7 @@ static int manager_watchdog_start(Manager *m) {
                                        on_watchdog, m);
         if (r < 0)
                 return r;
+        (void) sd_event_source_set_description(m->watchdog, "watchdog");
         return sd_event_source_set_enabled(m->watchdog, SD_EVENT_ON);
 }
 
@@ -413,11 +415,33 @@ int manager_start(Manager *m, char **ret_error) {
         sigaddset(&mask, SIGUSR1);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
-        if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_terminate, m)) < 0 ||
-            (r = sd_event_add_signal(m->event, NULL, SIGINT, on_terminate, m)) < 0 ||
-            (r = sd_event_add_signal(m->event, NULL, SIGHUP, on_reload, m)) < 0 ||
-            (r = sd_event_add_signal(m->event, NULL, SIGUSR1, on_reload, m)) < 0)
-                return r;
+        {
+                static const struct {
+                        int signal;
+                        sd_event_signal_handler_t handler;
+                        const char *description;
+                } handlers[] = {
+                        { SIGTERM, on_terminate, "signal-term" },
+                        { SIGINT, on_terminate, "signal-int" },
+                        { SIGHUP, on_reload, "signal-hup" },
+                        { SIGUSR1, on_reload, "signal-usr1" },
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(handlers); i++) {
+                        sd_event_source *src;
+
+                        /* Floating: the loop owns them. */
+                        r = sd_event_add_signal(m->event, &src, handlers[i].signal,
+                                                handlers[i].handler, m);
+                        if (r < 0)
+                                return r;
+                        (void) sd_event_source_set_description(src, handlers[i].description);
+                        r = sd_event_source_set_floating(src, true);
+                        sd_event_source_unref(src);
+                        if (r < 0)
+                                return r;
+                }
+        }
         r = listener_open(&m->config.listen, &m->listen_fd, &m->unix_path, ret_error);
         if (r < 0)
                 return r;

@@ -219,6 +219,8 @@ static void push_graphite(MetricsPusher *p, const Metrics *sum, const MetricsExt
         r = sd_event_add_io(p->event, &p->graphite_io, p->graphite_fd, EPOLLOUT, on_graphite_io,
                             p);
         if (r >= 0)
+                (void) sd_event_source_set_description(p->graphite_io, "metrics-graphite");
+        if (r >= 0)
                 r = sd_event_source_set_time_relative(p->graphite_deadline, p->timeout);
         if (r >= 0)
                 r = sd_event_source_set_enabled(p->graphite_deadline, SD_EVENT_ONESHOT);
@@ -308,6 +310,8 @@ int metrics_pusher_new(sd_event *e, const Config *c, metrics_collect_t collect, 
                                                p->timeout, 0, on_graphite_deadline, p);
                 if (r < 0)
                         return r;
+                (void) sd_event_source_set_description(p->graphite_deadline,
+                                                       "metrics-graphite-deadline");
                 (void) sd_event_source_set_enabled(p->graphite_deadline, SD_EVENT_OFF);
         }
         if (c->metrics_url) {
@@ -342,6 +346,7 @@ int metrics_pusher_new(sd_event *e, const Config *c, metrics_collect_t collect, 
                               MIN(p->interval / 10, USEC_PER_SEC), on_tick, p);
         if (r < 0)
                 return r;
+        (void) sd_event_source_set_description(p->timer, "metrics-push");
         r = sd_event_source_set_enabled(p->timer, SD_EVENT_ON);
         if (r < 0)
                 return r;

@@ -381,12 +381,16 @@ static time_t stapler_now(OcspStapler *s) {
  * wall-clock times, and the kernel fires such a timer when the clock passes
  * the moment, however it got there. */
 static int stapler_arm(OcspStapler *s, sd_event_source **src, usec_t when,
-                       sd_event_time_handler_t handler) {
+                       sd_event_time_handler_t handler, const char *description) {
         int r;
 
-        if (!*src)
-                return sd_event_add_time(s->event, src, CLOCK_REALTIME, when, 100 * USEC_PER_MSEC,
-                                         handler, s);
+        if (!*src) {
+                r = sd_event_add_time(s->event, src, CLOCK_REALTIME, when, 100 * USEC_PER_MSEC,
+                                      handler, s);
+                if (r >= 0)
+                        (void) sd_event_source_set_description(*src, description);
+                return r;
+        }
         r = sd_event_source_set_time(*src, when);
         if (r >= 0)
                 r = sd_event_source_set_enabled(*src, SD_EVENT_ONESHOT);
@@ -399,7 +403,7 @@ static int on_fetch_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 }
 
 static void stapler_schedule(OcspStapler *s, usec_t when) {
-        if (stapler_arm(s, &s->fetch_timer, when, on_fetch_timer) < 0)
+        if (stapler_arm(s, &s->fetch_timer, when, on_fetch_timer, "ocsp-fetch") < 0)
                 log_fields(LOG_ERR, 0, NULL, STAPLER_FIELDS(s), 1,
                            "cannot arm the OCSP timer for %s, the staple will not be refreshed",
                            stapler_name(s));
@@ -511,7 +515,8 @@ static void stapler_good(OcspStapler *s, const gnutls_datum_t *der, const OcspRe
         s->revoked = false;
         s->staple_result = *res;
         stapler_serve(s, b);
-        if (stapler_arm(s, &s->expiry_timer, (usec_t) exptime * USEC_PER_SEC, on_expiry) < 0)
+        if (stapler_arm(s, &s->expiry_timer, (usec_t) exptime * USEC_PER_SEC, on_expiry,
+                        "ocsp-expiry") < 0)
                 log_warning("cannot arm the OCSP staple expiry timer, ignoring");
 
         time_t next = ocsp_next_fetch(res, now);

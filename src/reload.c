@@ -325,13 +325,19 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 int reload_init(Manager *m) {
+        int r;
+
         m->reload.last_realtime = now_usec(CLOCK_REALTIME);
         if (m->config.cacert)
                 m->reload.ca_digest_set = file_digest(m->config.cacert, m->reload.ca_digest) >= 0;
         if (m->config.timed_reload == 0)
                 return 0;
-        return sd_event_add_time_relative(m->event, &m->reload.timer, CLOCK_MONOTONIC,
-                                          m->config.timed_reload, 0, on_timer, m);
+        r = sd_event_add_time_relative(m->event, &m->reload.timer, CLOCK_MONOTONIC,
+                                       m->config.timed_reload, 0, on_timer, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(m->reload.timer, "timed-reload");
+        return 0;
 }
 
 void reload_done(ReloadState *s) {

@@ -119,9 +119,13 @@ static int renewer_arm(Renewer *r, usec_t delay) {
         q = sd_event_now(r->event, CLOCK_MONOTONIC, &now);
         if (q < 0)
                 return q;
-        if (!r->timer)
-                return sd_event_add_time(r->event, &r->timer, CLOCK_MONOTONIC, now + delay,
-                                         USEC_PER_MSEC, on_timer, r);
+        if (!r->timer) {
+                q = sd_event_add_time(r->event, &r->timer, CLOCK_MONOTONIC, now + delay,
+                                      USEC_PER_MSEC, on_timer, r);
+                if (q >= 0)
+                        (void) sd_event_source_set_description(r->timer, "acme-renewer");
+                return q;
+        }
         q = sd_event_source_set_time(r->timer, now + delay);
         if (q >= 0)
                 q = sd_event_source_set_enabled(r->timer, SD_EVENT_ONESHOT);
@@ -335,10 +339,12 @@ static void renewer_store_pending(Renewer *r) {
                    "cannot store the certificate for %s: %s; serving it from memory, "
                    "retrying in %.1f s",
                    r->domain, error ? error : strerror(-q), (double) delay / USEC_PER_SEC);
-        if (!r->store_timer)
+        if (!r->store_timer) {
                 q = sd_event_add_time_relative(r->event, &r->store_timer, CLOCK_MONOTONIC, delay,
                                                USEC_PER_MSEC, on_store_timer, r);
-        else {
+                if (q >= 0)
+                        (void) sd_event_source_set_description(r->store_timer, "acme-store-retry");
+        } else {
                 q = sd_event_source_set_time_relative(r->store_timer, delay);
                 if (q >= 0)
                         q = sd_event_source_set_enabled(r->store_timer, SD_EVENT_ONESHOT);
@@ -555,9 +561,11 @@ static void renewer_obtain(Renewer *r) {
                 log_warning_errno(q, "cannot take the storage lock for %s: %m, ordering anyway",
                                   r->domain);
         } else {
-                (void) sd_event_add_time_relative(r->event, &r->lock_refresh, CLOCK_MONOTONIC,
-                                                  STORAGE_LOCK_REFRESH_USEC, USEC_PER_SEC,
-                                                  on_lock_refresh, r);
+                if (sd_event_add_time_relative(r->event, &r->lock_refresh, CLOCK_MONOTONIC,
+                                               STORAGE_LOCK_REFRESH_USEC, USEC_PER_SEC,
+                                               on_lock_refresh, r) >= 0)
+                        (void) sd_event_source_set_description(r->lock_refresh,
+                                                               "acme-lock-refresh");
                 /* Someone may have stored a fresh certificate while we waited. */
                 if (r->state == RENEWER_LOCKING || !r->bundle) {
                         time_t before = r->not_after;

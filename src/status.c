@@ -786,6 +786,10 @@ static void sc_new(StatusServer *s, int fd, const struct sockaddr *peer, socklen
                 r = sd_event_add_time_relative(s->manager->event, &c->deadline, CLOCK_MONOTONIC,
                                                s->manager->config.connect_timeout, 0,
                                                on_conn_deadline, c);
+        if (r >= 0) {
+                (void) sd_event_source_set_description(c->io, "status-conn");
+                (void) sd_event_source_set_description(c->deadline, "status-conn-deadline");
+        }
         if (r < 0) {
                 log_debug_errno(r, "status: cannot serve %s: %m", c->peer);
                 sc_free(c);
@@ -835,6 +839,8 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
                 } else if (sd_event_add_time_relative(s->manager->event, &s->pause, CLOCK_MONOTONIC,
                                                       STATUS_ACCEPT_PAUSE_USEC, 0, on_pause_end, s) < 0)
                         s->paused = false;
+                else
+                        (void) sd_event_source_set_description(s->pause, "status-accept-pause");
                 break;
         }
         status_update_accepting(s);
@@ -882,6 +888,7 @@ int status_server_new(Manager *m, StatusServer **ret, char **ret_error) {
         r = sd_event_add_io(m->event, &s->listen_source, s->fd, EPOLLIN, on_accept, s);
         if (r < 0)
                 return r;
+        (void) sd_event_source_set_description(s->listen_source, "status-accept");
         log_info("status on %s%s (%s)", cfg->status_http && cfg->status.kind == ADDRESS_TCP
                                                 ? "http://" : "",
                  cfg->status.spec, cfg->status_http ? "HTTP" : "HTTPS");

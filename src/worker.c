@@ -354,16 +354,22 @@ static int worker_init(WorkerPool *p, unsigned i, sd_event *main_event, const Co
         r = sd_event_add_io(w->event, &w->wake_source, w->wake_fd, EPOLLIN, on_wake, w);
         if (r < 0)
                 return r;
+        (void) sd_event_source_set_description(w->wake_source, "worker-wake");
         /* The back-off timer exists from the start (off): arming it must not
          * need a new descriptor (the loop's timerfd) when there are none. */
         r = sd_event_add_time_relative(w->event, &w->accept_pause, CLOCK_MONOTONIC,
                                        ACCEPT_PAUSE_USEC, 0, on_accept_pause_end, w);
         if (r < 0)
                 return r;
+        (void) sd_event_source_set_description(w->accept_pause, "worker-accept-pause");
         r = sd_event_source_set_enabled(w->accept_pause, SD_EVENT_OFF);
         if (r < 0)
                 return r;
-        return sd_event_add_io(w->event, &w->listen_source, w->listen_fd, EPOLLIN, on_accept, w);
+        r = sd_event_add_io(w->event, &w->listen_source, w->listen_fd, EPOLLIN, on_accept, w);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(w->listen_source, "worker-accept");
+        return 0;
 }
 
 int worker_pool_new(sd_event *main_event, unsigned n, const ConnServer *template, int listen_fd,
@@ -406,6 +412,7 @@ int worker_pool_watch(WorkerPool *p, usec_t period) {
                                                period / 4, on_heartbeat, w);
                 if (r < 0)
                         return r;
+                (void) sd_event_source_set_description(w->heartbeat, "worker-heartbeat");
                 r = sd_event_source_set_enabled(w->heartbeat, SD_EVENT_ON);
                 if (r < 0)
                         return r;
