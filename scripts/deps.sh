@@ -10,7 +10,7 @@ gnutls-bin openssl systemd pebble python3 python3-pytest python3-pytest-xdist py
 libasan8 libubsan1 clang libclang-rt-14-dev valgrind gettext groff-base man-db softhsm2
 systemd-container debootstrap debian-archive-keyring
 haproxy nginx libnginx-mod-stream hitch stunnel4 golang-go
-dpkg-dev debhelper"
+dpkg-dev debhelper locales"
 
 missing=""
 for p in $PACKAGES; do
