@@ -10,13 +10,25 @@ gnutls-bin openssl systemd pebble python3 python3-pytest python3-pytest-xdist py
 libasan8 libubsan1 clang libclang-rt-14-dev valgrind gettext groff-base man-db softhsm2
 systemd-container debootstrap debian-archive-keyring
 haproxy nginx libnginx-mod-stream hitch stunnel4 golang-go
-dpkg-dev debhelper"
+dpkg-dev debhelper locales"
 
 missing=""
 for p in $PACKAGES; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+# tests/integration/test_locale.py runs tlsgate under a German locale
+# (decimal comma), compiled from the locales package's sources.
+german_locale() {
+        locale -a 2>/dev/null | grep -qix 'de_DE\.utf-\?8' && return 0
+        echo "Generating the de_DE.UTF-8 locale" >&2
+        if [ "$(id -u)" -eq 0 ]; then
+                localedef -i de_DE -f UTF-8 de_DE.UTF-8
+        else
+                sudo localedef -i de_DE -f UTF-8 de_DE.UTF-8
+        fi
+}
+
+[ -z "$missing" ] && { german_locale; exit 0; }
 
 echo "Installing:$missing" >&2
 SUDO=""
@@ -25,3 +37,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+german_locale

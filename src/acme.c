@@ -90,7 +90,9 @@ struct AcmeOrder {
         /* The directory (section 7.1.1). */
         char *new_nonce_url, *new_account_url, *new_order_url;
 
-        char *nonce;                    /* the last Replay-Nonce, unused yet */
+        /* The nonce in hand: the last valid Replay-Nonce the CA sent, used up
+         * by the next signed POST; NULL: ask newNonce for one first. */
+        char *nonce;
         char *account_url;
         bool account_from_caller;       /* may be stale: fall back to newAccount once */
         json_object *account;
@@ -104,7 +106,7 @@ struct AcmeOrder {
         /* The request in flight; a POST is kept so it can be re-signed. */
         HttpRequestHandle *request;
         HttpMethod request_method;
-        const char *request_url;        /* points at one of the URLs above */
+        const char *request_url;        /* directory_url, new_nonce_url or post_url */
         bool fetching_nonce;
         char *post_url, *post_payload;  /* payload NULL: POST-as-GET */
         bool post_jwk, post_pem;

@@ -121,9 +121,20 @@ int peer_identity_from_x509(gnutls_x509_crt_t crt, PeerIdentity *ret) {
         if (!crt || !ret)
                 return -EINVAL;
 
-        r = dn_get(crt, GNUTLS_OID_X520_COMMON_NAME, 0, &id.cn);
-        if (r < 0 && r != -ENODATA)
-                return r;
+        /* With several CNs the last one counts, as in Go's
+         * pkix.Name.CommonName, which Ghostunnel compares: a certificate
+         * "CN=allowed" followed by "CN=other" is "other" there, and so here. */
+        for (unsigned i = 0;; i++) {
+                _cleanup_free_ char *cn = NULL;
+
+                r = dn_get(crt, GNUTLS_OID_X520_COMMON_NAME, i, &cn);
+                if (r == -ENODATA)
+                        break;
+                if (r < 0)
+                        return r;
+                free(id.cn);
+                id.cn = TAKE_PTR(cn);
+        }
 
         for (unsigned i = 0;; i++) {
                 _cleanup_free_ char *ou = NULL;

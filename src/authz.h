@@ -12,7 +12,7 @@
 #include "config.h"
 
 typedef struct PeerIdentity {
-        char *cn;       /* first CommonName of the subject, or NULL */
+        char *cn;       /* last CommonName of the subject (as Go's), or NULL */
         char **ous;     /* every OrganizationalUnit of the subject */
         char **dns;     /* DNS SANs */
         char **ips;     /* IP SANs, in inet_ntop() text form */

@@ -247,6 +247,16 @@ static int run_reload(int argc, char *argv[]) {
 
 int main(int argc, char *argv[]) {
         setlocale(LC_ALL, "");
+        /* Numbers stay in the "C" locale whatever LANG or LC_NUMERIC say
+         * (systemd hands services the system's locale.conf): what tlsgate
+         * prints with a fraction is read by programs (the Prometheus text,
+         * the metrics JSON and Graphite lines, bucket bounds such as
+         * le="0.001"), and what it reads (a duration such as 1.5s, the
+         * config file) is written in the same notation everywhere. A "1,5"
+         * in the translated messages is not worth a "0,001" that Prometheus
+         * refuses. Set before any thread exists, so every thread and every
+         * library (json-c, libcurl, GnuTLS) formats and parses the same. */
+        (void) setlocale(LC_NUMERIC, "C");
         (void) bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
         (void) textdomain(GETTEXT_PACKAGE);
         log_setup();

@@ -204,6 +204,9 @@ double metrics_timer_percentile(const MetricsTimer *t, double p) {
         return percentile_sorted(sorted, t->n_recent, p);
 }
 
+/* These write '.' as the decimal point, as every program that reads them
+ * expects, because main() keeps LC_NUMERIC at "C" (and strtod() reads them
+ * back in the same notation). */
 void metrics_format_double(char *buf, size_t size, double v) {
         if (isnan(v)) {
                 snprintf(buf, size, "NaN");

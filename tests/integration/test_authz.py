@@ -2,8 +2,12 @@
 import ssl
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
+import tg_daemon
 from tg_checks import assert_allowed, assert_refused
+from tg_clients import try_echo
 
 # name of a PKI attribute -> client certificate
 ALL_GOOD = ["client", "client_ou", "client_dns", "client_ip", "client_uri", "client_via_int"]
@@ -117,3 +121,109 @@ def test_unverified_client_refused(start_proxy, backend, ctx_for, pki, version, 
                         "client_future": "not yet valid"}[who])
     # and a good client still gets through afterwards
     assert_allowed(proxy, backend, ctx_for(pki.client, version=version))
+
+
+# ---------------------------------------------------------------------------
+# Near misses: each rule allows exactly its value, compared as Ghostunnel
+# compares it (Go's ==, net.IP.Equal, its URI wildcards), never a name that
+# extends or shortens the allowed one, differs in case or a trailing dot, or
+# hides a NUL. Each certificate is real, issued by the test CA, and presented
+# by a real TLS client.
+def _cns(*values):
+    """A subject with these CNs, in this order in the encoding."""
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, v) for v in values])
+
+
+WEB = "spiffe://example.org/web"
+NEAR_MISSES = [
+    (["--allow-cn", "frontend"],
+     [dict(cn="frontend"), dict(subject=_cns("evil", "frontend"))],
+     [dict(cn="frontend2"), dict(cn="frontend.evil"), dict(cn="xfrontend"), dict(cn="fronten"),
+      dict(cn="Frontend"), dict(cn="FRONTEND"), dict(cn="frontend."), dict(cn="frontend "),
+      dict(cn="frontend\x00evil"), dict(cn="frontend\x00"), dict(ou="frontend"),
+      dict(cn="backend", dns=["frontend"]),
+      # Go's CommonName is the last CN of the subject: "evil" here
+      dict(subject=_cns("frontend", "evil"))]),
+    (["--allow-ou", "ops"],
+     [dict(cn="x", ou="ops"), dict(cn="x", ou=["eng", "ops"])],
+     [dict(cn="x", ou="ops2"), dict(cn="x", ou="devops"), dict(cn="x", ou="op"),
+      dict(cn="x", ou="Ops"), dict(cn="x", ou="ops."), dict(cn="x", ou="ops,eng"),
+      dict(cn="ops")]),
+    (["--allow-dns", "client.example"],
+     [dict(cn="x", dns=["client.example"])],
+     [dict(cn="x", dns=[d]) for d in
+      ("client.example.", "Client.example", "CLIENT.EXAMPLE", "client.example.evil",
+       "client.example2", "evil.client.example", "xclient.example", "client.exampl",
+       "lient.example", "*.example", "client.example\x00.evil")]
+     + [dict(cn="client.example"), dict(cn="x", uris=["client.example"])]),
+    (["--allow-ip", "10.1.2.3"],
+     # the same address for Go's net.IP.Equal, which Ghostunnel compares with
+     [dict(cn="x", ips=["10.1.2.3"]), dict(cn="x", ips=["::ffff:10.1.2.3"])],
+     [dict(cn="x", ips=[i]) for i in
+      ("10.1.2.30", "10.1.2.33", "110.1.2.3", "10.1.2.4", "::10.1.2.3", "64:ff9b::a01:203",
+       "::ffff:10.1.2.4", "::ffff:0:a01:203")]
+     + [dict(cn="10.1.2.3"), dict(cn="x", dns=["10.1.2.3"])]),
+    (["--allow-ip", "2001:db8::1"],
+     [dict(cn="x", ips=["2001:db8::1"])],
+     [dict(cn="x", ips=[i]) for i in ("2001:db8::10", "2001:db8::1:0", "2001:db8::100",
+                                      "2001:db9::1", "::1")]),
+    (["--allow-uri", WEB],
+     [dict(cn="x", uris=[WEB]), dict(cn="x", uris=[WEB + "/"])],
+     [dict(cn="x", uris=[u]) for u in
+      (WEB + "2", WEB[:-1], WEB + "/x", WEB + "/../x", WEB + "/..", WEB + "//",
+       "spiffe://example.org//web", "spiffe://example.org/Web", "spiffe://Example.org/web",
+       # Go would lower-case the scheme; a SPIFFE ID has it in lower case
+       "SPIFFE://example.org/web", "http://example.org/web", "spiffe://example.org.evil/web",
+       "spiffe://user@example.org/web", "spiffe://example.org:443/web", WEB + "?x", WEB + "#x",
+       "spiffe://example.org/%77eb", WEB + "\x00/x")]
+     + [dict(cn=WEB), dict(cn="x", dns=["example.org"])]),
+    (["--allow-uri", WEB + "/*"],
+     [dict(cn="x", uris=[WEB + "/x"])],
+     [dict(cn="x", uris=[u]) for u in
+      (WEB, WEB + "/", WEB + "/x/y", WEB + "2/x", WEB + "x", "spiffe://example.org/we/x")]),
+    (["--allow-uri", WEB + "/**"],
+     # a URI is a name, not a path to resolve: "web/../x" is under web/, as
+     # in Ghostunnel
+     [dict(cn="x", uris=[u]) for u in (WEB, WEB + "/x/y", WEB + "/../x")],
+     [dict(cn="x", uris=[u]) for u in
+      (WEB + "2", WEB + "x/y", WEB[:-1], "spiffe://example.org", "spiffe://example.org.evil/web/x",
+       "spiffe://Example.org/web/x")]),
+]
+
+
+@pytest.fixture(scope="module")
+def near_miss_certs(pki):
+    """{(rule index, "ok"/"no", i): Issued} for every certificate above."""
+    out = {}
+    for r, (_access, ok, no) in enumerate(NEAR_MISSES):
+        for kind, specs in (("ok", ok), ("no", no)):
+            for i, spec in enumerate(specs):
+                out[(r, kind, i)] = pki.ca.issue("near-%d-%s-%d" % (r, kind, i), **spec)
+    return out
+
+
+def _describe(spec):
+    return ", ".join("%s=%r" % (k, v if k != "subject" else v.rfc4514_string())
+                     for k, v in spec.items())
+
+
+@pytest.mark.parametrize("r", range(len(NEAR_MISSES)),
+                         ids=[" ".join(n[0]) for n in NEAR_MISSES])
+def test_near_misses_refused(start_proxy, backend, ctx_for, pki, near_miss_certs, r):
+    access, ok, no = NEAR_MISSES[r]
+    proxy = start_proxy(backend, access=access)
+    for i, spec in enumerate(ok):
+        o = try_echo(proxy.addr, ctx_for(near_miss_certs[(r, "ok", i)]))
+        assert o.echoed, "%s should let %s in: %r" % (" ".join(access), _describe(spec), o)
+    for i, spec in enumerate(no):
+        cert = near_miss_certs[(r, "no", i)]
+        before = backend.accepted
+        o = try_echo(proxy.addr, ctx_for(cert))
+        assert not o.echoed and o.data == b"", \
+            "%s let %s in: %r" % (" ".join(access), _describe(spec), o)
+        assert backend.accepted == before, "the backend saw %s" % _describe(spec)
+    # Every refusal was logged: denied, or (a NUL in a name) not parsed.
+    def refusals():
+        return len(proxy.find_log("denied")) + len(proxy.find_log("cannot parse the client"))
+    assert tg_daemon.wait_until(lambda: refusals() >= len(no), 3 * tg_daemon.slow_factor()), \
+        proxy.log()

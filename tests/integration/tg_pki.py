@@ -81,7 +81,8 @@ class CA:
         return out
 
     def issue(self, name, cn=None, ou=None, dns=(), ips=(), uris=(), server=False, client=True,
-              not_before=None, not_after=None):
+              not_before=None, not_after=None, subject=None):
+        """subject (an x509.Name) replaces the one cn and ou would make."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         nb = not_before or now - datetime.timedelta(hours=1)
@@ -92,7 +93,7 @@ class CA:
         if client:
             ekus.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         b = (x509.CertificateBuilder()
-             .subject_name(_name(cn, ou))
+             .subject_name(subject if subject is not None else _name(cn, ou))
              .issuer_name(self.cert.subject)
              .public_key(key.public_key())
              .serial_number(x509.random_serial_number())

@@ -49,8 +49,10 @@ static int san_set(gnutls_x509_crt_t crt, const San *san) {
 }
 
 /* A self-signed leaf with the given subject DN and SANs, re-imported from
- * DER. Returns NULL if GnuTLS refuses to build it. */
-static gnutls_x509_crt_t make_cert(const char *dn, const San *sans, size_t n_sans) {
+ * DER; with raw_cn, a CN of raw_cn_size bytes (which may hold a NUL) is
+ * added after the DN. Returns NULL if GnuTLS refuses to build it. */
+static gnutls_x509_crt_t make_cert_ex(const char *dn, const char *raw_cn, size_t raw_cn_size,
+                                      const San *sans, size_t n_sans) {
         gnutls_x509_crt_t crt = NULL, out = NULL;
         gnutls_datum_t der = {};
         static unsigned serial = 1;
@@ -69,6 +71,9 @@ static gnutls_x509_crt_t make_cert(const char *dn, const San *sans, size_t n_san
                 die("crt_set", r);
         if (dn && (r = gnutls_x509_crt_set_dn(crt, dn, &err)) < 0)
                 die(dn, r);
+        if (raw_cn && gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, raw_cn,
+                                                    (unsigned) raw_cn_size) < 0)
+                goto fail;
         for (size_t i = 0; i < n_sans; i++)
                 if (san_set(crt, &sans[i]) < 0)
                         goto fail;
@@ -86,6 +91,10 @@ fail:
         gnutls_free(der.data);
         gnutls_x509_crt_deinit(crt);
         return out;
+}
+
+static gnutls_x509_crt_t make_cert(const char *dn, const San *sans, size_t n_sans) {
+        return make_cert_ex(dn, NULL, 0, sans, n_sans);
 }
 
 static int identity_of(const char *dn, const San *sans, size_t n, PeerIdentity *ret) {
@@ -386,6 +395,252 @@ static void test_uri_patterns(void) {
         CHECK(!uri_pattern_match("x", NULL));
 }
 
+/* --- near misses ------------------------------------------------------------
+ * Each rule allows exactly its value, compared as Ghostunnel compares it
+ * (Go's ==, net.IP.Equal, the URI wildcard): a name that extends the allowed
+ * one, shortens it, changes its case or a trailing dot, or hides a NUL, is
+ * refused. A certificate whose identity cannot be extracted counts as
+ * refused, as the connection refuses it ("cannot parse the client
+ * certificate"). */
+
+typedef struct NearMiss {
+        const char *allowed; /* the one value of the rule */
+        const char *dn;      /* the certificate's subject, or NULL */
+        San san;             /* its one SAN, if san.text */
+        const char *raw_cn;  /* a CN of raw_cn_size bytes added after dn */
+        size_t raw_cn_size;
+        bool allow;
+} NearMiss;
+
+static void check_near_misses(int line, size_t field, const NearMiss *t, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                gnutls_x509_crt_t crt = make_cert_ex(t[i].dn, t[i].raw_cn, t[i].raw_cn_size,
+                                                     &t[i].san, t[i].san.text ? 1 : 0);
+                PeerIdentity id = {};
+                AuthzResult a = AUTHZ_DENY;
+                bool extracted = false;
+                Config c;
+
+                if (!test_record(crt, __FILE__, line, "near-miss certificate built"))
+                        continue;
+                extracted = peer_identity_from_x509(crt, &id) == 0;
+                gnutls_x509_crt_deinit(crt);
+                config_one(&c, (char ***) ((uint8_t *) &c + field), t[i].allowed);
+                if (extracted)
+                        a = authz_check(&c, &id, NULL);
+                if (!test_record((a == AUTHZ_ALLOW) == t[i].allow && (extracted || !t[i].allow),
+                                 __FILE__, line, "near miss"))
+                        fprintf(stderr,
+                                "        [%zu] allowed \"%s\", subject \"%s\", SAN \"%s\": "
+                                "got %s%s\n",
+                                i, t[i].allowed, strempty(t[i].dn),
+                                t[i].san.size ? "(DER)" : strempty(t[i].san.text),
+                                a == AUTHZ_ALLOW ? "ALLOW" : "DENY",
+                                extracted ? "" : " (identity not extracted)");
+                peer_identity_done(&id);
+                config_done(&c);
+        }
+}
+#define NEAR_MISSES(field, table) \
+        check_near_misses(__LINE__, offsetof(Config, field), table, ELEMENTSOF(table))
+
+#define DNS(t) { GNUTLS_SAN_DNSNAME, t, 0 }
+#define IP(t) { GNUTLS_SAN_IPADDRESS, t, 0 }
+#define URI(t) { GNUTLS_SAN_URI, t, 0 }
+#define RAW_CN(t) NULL, {}, t, sizeof(t) - 1
+#define ORG "spiffe://example.org"
+
+static void test_near_misses(void) {
+        static const NearMiss cn[] = {
+                { "frontend", "CN=frontend", .allow = true },
+                { "frontend", "O=x,OU=y,CN=frontend", .allow = true },
+                { "frontend", "CN=frontend2" },
+                { "frontend", "CN=frontend.evil" },
+                { "frontend", "CN=xfrontend" },
+                { "frontend", "CN=fronten" },
+                { "frontend", "CN=Frontend" },
+                { "frontend", "CN=FRONTEND" },
+                { "frontend", "CN=frontend." },
+                { "frontend", "CN=.frontend" },
+                { "frontend", RAW_CN("frontend ") },
+                { "frontend", RAW_CN(" frontend") },
+                { "frontend", RAW_CN("frontend\0") },
+                { "frontend", RAW_CN("frontend\0evil") },
+                { "frontend", RAW_CN("frontend\0.evil") },
+                { "frontend", "OU=frontend" },
+                { "frontend", "O=frontend" },
+                { "frontend", "CN=backend", DNS("frontend") },
+                { "frontend", NULL, DNS("frontend") },
+                /* the allowed value a near miss of the certificate's */
+                { "fronten", "CN=frontend" },
+                { "frontend2", "CN=frontend" },
+                { "frontend.", "CN=frontend" },
+                { "Frontend", "CN=frontend" },
+                { "frontend ", "CN=frontend" },
+                { "", "CN=frontend" },
+                { "", "OU=nocn" },
+                { "*", "CN=frontend" },
+        };
+        static const NearMiss ou[] = {
+                { "ops", "OU=ops,CN=x", .allow = true },
+                { "ops", "OU=eng,OU=ops,CN=x", .allow = true },
+                { "ops", "OU=ops2,CN=x" },
+                { "ops", "OU=devops,CN=x" },
+                { "ops", "OU=op,CN=x" },
+                { "ops", "OU=Ops,CN=x" },
+                { "ops", "OU=ops.,CN=x" },
+                { "ops", "OU=ops\\,eng,CN=x" },
+                { "ops", "O=ops,CN=x" },
+                { "ops", "CN=ops" },
+                { "op", "OU=ops,CN=x" },
+                { "OPS", "OU=ops,CN=x" },
+        };
+        static const NearMiss dns[] = {
+                { "client.example", "CN=x", DNS("client.example"), .allow = true },
+                { "client.example", "CN=x", DNS("client.example.") },
+                { "client.example", "CN=x", DNS("Client.example") },
+                { "client.example", "CN=x", DNS("CLIENT.EXAMPLE") },
+                { "client.example", "CN=x", DNS("client.example.evil") },
+                { "client.example", "CN=x", DNS("client.example2") },
+                { "client.example", "CN=x", DNS("evil.client.example") },
+                { "client.example", "CN=x", DNS("xclient.example") },
+                { "client.example", "CN=x", DNS("client.exampl") },
+                { "client.example", "CN=x", DNS("lient.example") },
+                { "client.example", "CN=x", DNS("*.example") },
+                { "client.example", "CN=x", DNS("client") },
+                { "client.example", "CN=client.example" },
+                { "client.example", "CN=x", URI("client.example") },
+                /* SEQUENCE { [2] dNSName "client.example\0" } */
+                { "client.example", "CN=x",
+                  { GNUTLS_SAN_DNSNAME, "\x30\x11\x82\x0f" "client.example\0", 19 } },
+                { "client.example.", "CN=x", DNS("client.example") },
+                { "*.example", "CN=x", DNS("client.example") },
+                { "Client.example", "CN=x", DNS("client.example") },
+                { "example", "CN=x", DNS("client.example") },
+        };
+        static const NearMiss ip[] = {
+                { "10.1.2.3", "CN=x", IP("10.1.2.3"), .allow = true },
+                /* the same address for Go's net.IP.Equal, which Ghostunnel uses */
+                { "10.1.2.3", "CN=x", IP("::ffff:10.1.2.3"), .allow = true },
+                { "::ffff:10.1.2.3", "CN=x", IP("10.1.2.3"), .allow = true },
+                { "10.1.2.3", "CN=x", IP("10.1.2.30") },
+                { "10.1.2.3", "CN=x", IP("10.1.2.33") },
+                { "10.1.2.3", "CN=x", IP("110.1.2.3") },
+                { "10.1.2.3", "CN=x", IP("10.1.2.4") },
+                { "10.1.2.3", "CN=x", IP("::10.1.2.3") },          /* IPv4-compatible */
+                { "10.1.2.3", "CN=x", IP("64:ff9b::10.1.2.3") },   /* NAT64 */
+                { "10.1.2.3", "CN=x", IP("::ffff:10.1.2.4") },
+                { "10.1.2.3", "CN=x", IP("::ffff:0:10.1.2.3") },   /* SIIT, not mapped */
+                { "10.1.2.3", "CN=x", DNS("10.1.2.3") },
+                { "10.1.2.3", "CN=10.1.2.3" },
+                /* SEQUENCE { [7] iPAddress 10.1.2.3 and one byte more } */
+                { "10.1.2.3", "CN=x",
+                  { GNUTLS_SAN_IPADDRESS, "\x30\x07\x87\x05\x0a\x01\x02\x03\x00", 9 } },
+                { "2001:db8::1", "CN=x", IP("2001:db8::1"), .allow = true },
+                { "2001:db8::1", "CN=x", IP("2001:db8::10") },
+                { "2001:db8::1", "CN=x", IP("2001:db8::1:0") },
+                { "2001:db8::1", "CN=x", IP("2001:db8::100") },
+                { "2001:db8::1", "CN=x", IP("2001:db9::1") },
+                { "2001:db8::1", "CN=x", IP("::1") },
+        };
+        static const NearMiss uri[] = {
+                { ORG "/web", "CN=x", URI(ORG "/web"), .allow = true },
+                /* a trailing '/' is optional on both sides, as in Ghostunnel */
+                { ORG "/web", "CN=x", URI(ORG "/web/"), .allow = true },
+                { ORG "/web", "CN=x", URI(ORG "/web2") },
+                { ORG "/web", "CN=x", URI(ORG "/we") },
+                { ORG "/web", "CN=x", URI(ORG "/web/x") },
+                { ORG "/web", "CN=x", URI(ORG "/web/../x") },
+                { ORG "/web", "CN=x", URI(ORG "/web/..") },
+                { ORG "/web", "CN=x", URI(ORG "/web/.") },
+                { ORG "/web", "CN=x", URI(ORG "/web//") },
+                { ORG "/web", "CN=x", URI(ORG "//web") },
+                { ORG "/web", "CN=x", URI(ORG "/Web") },
+                { ORG "/web", "CN=x", URI("spiffe://Example.org/web") },
+                /* Go would lower-case the scheme; a SPIFFE ID has it in
+                 * lower case, and tlsgate compares it as written. */
+                { ORG "/web", "CN=x", URI("SPIFFE://example.org/web") },
+                { ORG "/web", "CN=x", URI("http://example.org/web") },
+                { ORG "/web", "CN=x", URI("spiffe:example.org/web") },
+                { ORG "/web", "CN=x", URI(ORG ".evil/web") },
+                { ORG "/web", "CN=x", URI("spiffe://evil.example.org/web") },
+                { ORG "/web", "CN=x", URI("spiffe://user@example.org/web") },
+                { ORG "/web", "CN=x", URI(ORG ":443/web") },
+                { ORG "/web", "CN=x", URI(ORG "/web?x") },
+                { ORG "/web", "CN=x", URI(ORG "/web#x") },
+                { ORG "/web", "CN=x", URI(ORG "/%77eb") },
+                { ORG "/web", "CN=x", URI(ORG "/web%2F") },
+                { ORG "/web", "CN=x", DNS(ORG "/web") },
+                { ORG "/web", "CN=spiffe://example.org/web" },
+                /* SEQUENCE { [6] URI ORG "/web\0" } */
+                { ORG "/web", "CN=x", { GNUTLS_SAN_URI, "\x30\x1b\x86\x19" ORG "/web\0", 29 } },
+                { ORG "/web/*", "CN=x", URI(ORG "/web/x"), .allow = true },
+                { ORG "/web/*", "CN=x", URI(ORG "/web") },
+                { ORG "/web/*", "CN=x", URI(ORG "/web/") },
+                { ORG "/web/*", "CN=x", URI(ORG "/web/x/y") },
+                { ORG "/web/*", "CN=x", URI(ORG "/web2/x") },
+                { ORG "/web/*", "CN=x", URI(ORG "/webx") },
+                { ORG "/web/**", "CN=x", URI(ORG "/web"), .allow = true },
+                { ORG "/web/**", "CN=x", URI(ORG "/web/x/y"), .allow = true },
+                /* a URI is a name, not a path to resolve: as in Ghostunnel */
+                { ORG "/web/**", "CN=x", URI(ORG "/web/../x"), .allow = true },
+                { ORG "/web/**", "CN=x", URI(ORG "/web2") },
+                { ORG "/web/**", "CN=x", URI(ORG "/webx/y") },
+                { ORG "/web/**", "CN=x", URI(ORG "/we") },
+                { ORG "/web/**", "CN=x", URI(ORG "") },
+                { ORG "/web/**", "CN=x", URI(ORG ".evil/web/x") },
+                { ORG "/web/**", "CN=x", URI("spiffe://Example.org/web/x") },
+                { "spiffe://*/web", "CN=x", URI("spiffe://a/web"), .allow = true },
+                { "spiffe://*/web", "CN=x", URI("spiffe:///web") },
+                { "spiffe://*/web", "CN=x", URI("spiffe://a/b/web") },
+                { "spiffe://*/web", "CN=x", URI("spiffe://a/web2") },
+                { "spiffe://*/web", "CN=x", URI("spiffe://a/web/x") },
+                { ORG "/web2", "CN=x", URI(ORG "/web") },
+                { ORG "/we", "CN=x", URI(ORG "/web") },
+                { ORG "/web/x", "CN=x", URI(ORG "/web") },
+        };
+
+        NEAR_MISSES(allow_cn, cn);
+        NEAR_MISSES(allow_ou, ou);
+        NEAR_MISSES(allow_dns, dns);
+        NEAR_MISSES(allow_ip, ip);
+        NEAR_MISSES(allow_uri, uri);
+}
+
+/* With several CNs in the subject, Go's pkix.Name.CommonName (which
+ * Ghostunnel compares) is the last one: an allowed CN followed by another
+ * does not get in. */
+static void test_last_cn_counts(void) {
+        static const char *const dns[] = { "CN=frontend,CN=evil", "CN=evil,CN=frontend" };
+
+        for (size_t i = 0; i < ELEMENTSOF(dns); i++) {
+                gnutls_x509_crt_t crt = make_cert(dns[i], NULL, 0);
+                char first[64], last[64];
+                size_t n0 = sizeof(first), n1 = sizeof(last);
+                PeerIdentity id = {};
+                Config c;
+
+                if (!CHECK(crt))
+                        continue;
+                /* GnuTLS's index follows the encoding: 0 first, 1 last. */
+                CHECK(gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, first,
+                                                    &n0) == 0);
+                CHECK(gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 1, 0, last,
+                                                    &n1) == 0);
+                CHECK(strcmp(first, last) != 0);
+                CHECK_INT_EQ(peer_identity_from_x509(crt, &id), 0);
+                CHECK_STR_EQ(id.cn, last);
+                config_one(&c, &c.allow_cn, first);
+                DENIES(&c, &id);
+                config_done(&c);
+                config_one(&c, &c.allow_cn, last);
+                ALLOWS(&c, &id, "allow-cn");
+                config_done(&c);
+                peer_identity_done(&id);
+                gnutls_x509_crt_deinit(crt);
+        }
+}
+
 
 /* Known answers: two certificates made with OpenSSL and their pins, taken
  * with `openssl x509 -pubkey | openssl pkey -pubin -outform der | openssl
@@ -574,6 +829,8 @@ int main(void) {
         test_identity();
         test_rules();
         test_uri_patterns();
+        test_near_misses();
+        test_last_cn_counts();
         test_spki_pin_parse();
         test_spki_pin_match();
 
