@@ -24,6 +24,7 @@
 #include "build-config.h"
 #include "address.h"
 #include "backend-check.h"
+#include "http-request.h"
 #include "listener.h"
 #include "log.h"
 #include "manager.h"
@@ -32,7 +33,6 @@
 #include "status.h"
 #include "util.h"
 
-#define STATUS_REQUEST_MAX (8U * 1024U)
 #define STATUS_CONNS_MAX 64U
 #define STATUS_ACCEPT_BURST 16U
 #define STATUS_LINGER_USEC (2 * USEC_PER_SEC)
@@ -73,7 +73,7 @@ struct StatusConn {
         size_t out_len, out_off;
         char peer[INET6_ADDRSTRLEN + 16];
         size_t in_len;
-        char in[STATUS_REQUEST_MAX + 1];
+        char in[HTTP_REQUEST_HEAD_MAX];
 };
 
 struct StatusServer {
@@ -265,6 +265,8 @@ static const char *reason_phrase(int code) {
                 return "Request Header Fields Too Large";
         case 500:
                 return "Internal Server Error";
+        case 501:
+                return "Not Implemented";
         case 503:
                 return "Service Unavailable";
         default:
@@ -566,65 +568,36 @@ static void sc_metrics(StatusConn *c, bool prometheus) {
                    text, strlen(text), NULL);
 }
 
-static bool is_token(const char *s) {
-        if (!*s)
-                return false;
-        for (; *s; s++)
-                if (!(('A' <= *s && *s <= 'Z') || ('a' <= *s && *s <= 'z') ||
-                      ('0' <= *s && *s <= '9') || strchr("!#$%&'*+-.^_`|~", *s)))
-                        return false;
-        return true;
-}
-
 /* format=prometheus anywhere in the query; anything else is JSON, as in
  * Ghostunnel. */
-static bool query_wants_prometheus(const char *q) {
-        while (q && *q) {
-                size_t n = strcspn(q, "&");
-                if (n == strlen("format=prometheus") && strncmp(q, "format=prometheus", n) == 0)
+static bool query_wants_prometheus(const char *q, size_t n) {
+        const char *end;
+
+        if (!q)
+                return false;
+        for (end = q + n; q < end;) {
+                const char *amp = memchr(q, '&', (size_t) (end - q));
+                size_t k = amp ? (size_t) (amp - q) : (size_t) (end - q);
+
+                if (k == strlen("format=prometheus") && memcmp(q, "format=prometheus", k) == 0)
                         return true;
-                q += n;
-                if (*q == '&')
-                        q++;
+                q += k + (amp ? 1 : 0);
         }
         return false;
 }
 
-static void sc_handle(StatusConn *c) {
+static void sc_handle(StatusConn *c, const HttpRequest *req) {
         const Config *cfg = &c->server->manager->config;
-        char *line = c->in, *eol, *method, *target, *version, *query, *p;
         bool get;
 
-        if (memchr(c->in, '\0', c->in_len))
-                return sc_respond_text(c, 400, "bad request\n", NULL);
-        eol = strpbrk(line, "\r\n");
-        *eol = '\0';
-        method = line;
-        target = strchr(method, ' ');
-        if (!target)
-                return sc_respond_text(c, 400, "bad request\n", NULL);
-        *target++ = '\0';
-        version = strchr(target, ' ');
-        if (!version)
-                return sc_respond_text(c, 400, "bad request\n", NULL);
-        *version++ = '\0';
-        if (!is_token(method) || !startswith(version, "HTTP/1.") || strlen(version) != 8 ||
-            version[7] < '0' || version[7] > '9')
-                return sc_respond_text(c, 400, "bad request\n", NULL);
-        c->head = streq(method, "HEAD");
-        get = c->head || streq(method, "GET");
+        c->head = http_request_method_is(req, "HEAD");
+        get = c->head || http_request_method_is(req, "GET");
+        /* The method is a token and the target holds no control byte:
+         * both are safe to log as they are. */
+        log_debug("status: %.*s %.*s from %s", (int) req->method_len, req->method,
+                  (int) req->target_len, req->target, c->peer);
 
-        /* absolute-form ("http://host/_status"): the path after the authority. */
-        if ((p = (char *) startswith(target, "http://")) || (p = (char *) startswith(target, "https://")))
-                target = strchr(p, '/') ? strchr(p, '/') : (char *) "/";
-        if (target[0] != '/')
-                return sc_respond_text(c, 400, "bad request\n", NULL);
-        query = strchr(target, '?');
-        if (query)
-                *query++ = '\0';
-        log_debug("status: %s %s from %s", method, target, c->peer);
-
-        if (streq(target, "/_status")) {
+        if (http_request_path_is(req, "/_status")) {
                 if (!get)
                         return sc_respond_text(c, 405, "method not allowed\n", "GET, HEAD");
                 c->state = SC_CHECKING;
@@ -635,20 +608,21 @@ static void sc_handle(StatusConn *c) {
                 }
                 return backend_check_start(c->server->check);
         }
-        if (streq(target, "/_status/tlsgate")) {
+        if (http_request_path_is(req, "/_status/tlsgate")) {
                 if (!get)
                         return sc_respond_text(c, 405, "method not allowed\n", "GET, HEAD");
                 return sc_respond_json(c, details_json(c->server), true);
         }
-        if (streq(target, "/_metrics") || streq(target, "/_metrics/json") ||
-            streq(target, "/_metrics/prometheus")) {
+        if (http_request_path_is(req, "/_metrics") || http_request_path_is(req, "/_metrics/json") ||
+            http_request_path_is(req, "/_metrics/prometheus")) {
                 if (!get)
                         return sc_respond_text(c, 405, "method not allowed\n", "GET, HEAD");
-                return sc_metrics(c, streq(target, "/_metrics/prometheus") ||
-                                             (streq(target, "/_metrics") && query_wants_prometheus(query)));
+                return sc_metrics(c, http_request_path_is(req, "/_metrics/prometheus") ||
+                                             (http_request_path_is(req, "/_metrics") &&
+                                              query_wants_prometheus(req->query, req->query_len)));
         }
-        if (streq(target, "/_shutdown") && cfg->enable_shutdown) {
-                if (!streq(method, "POST"))
+        if (http_request_path_is(req, "/_shutdown") && cfg->enable_shutdown) {
+                if (!http_request_method_is(req, "POST"))
                         return sc_respond_text(c, 405, "method not allowed\n", "POST");
                 c->shutdown_after = true;
                 return sc_respond_text(c, 200, "shutting down\n", NULL);
@@ -656,17 +630,30 @@ static void sc_handle(StatusConn *c) {
         sc_respond_text(c, 404, "404 page not found\n", NULL);
 }
 
-static bool request_complete(const char *buf, size_t len) {
-        return memmem(buf, len, "\r\n\r\n", 4) || memmem(buf, len, "\n\n", 2);
+/* A request the parser refused: its status, and the reason in the body
+ * (a fixed text, never a byte of the request), as Go's net/http does. */
+static void sc_refuse(StatusConn *c, int r, const char *reason) {
+        int code = http_request_error_status(r);
+        char text[160];
+
+        log_debug("status: refusing the request from %s: %s", c->peer, strempty(reason));
+        if (code == 431)
+                return sc_respond_text(c, code, "request header fields too large\n", NULL);
+        snprintf(text, sizeof text, "%s: %s\n", code == 501 ? "not implemented" : "bad request",
+                 strempty(reason));
+        sc_respond_text(c, code, text, NULL);
 }
 
 static void sc_read(StatusConn *c) {
         for (unsigned i = 0; i < STATUS_ROUNDS_MAX; i++) {
+                const char *reason = NULL;
+                HttpRequest req;
                 ssize_t k;
+                int r;
 
-                if (c->in_len >= STATUS_REQUEST_MAX)
-                        return sc_respond_text(c, 431, "request header fields too large\n", NULL);
-                k = sc_recv(c, c->in + c->in_len, STATUS_REQUEST_MAX - c->in_len);
+                if (c->in_len >= sizeof c->in)
+                        return sc_refuse(c, -E2BIG, NULL);
+                k = sc_recv(c, c->in + c->in_len, sizeof c->in - c->in_len);
                 if (k == -EAGAIN)
                         return sc_wait(c, EPOLLIN);
                 if (k <= 0) {
@@ -675,9 +662,17 @@ static void sc_read(StatusConn *c) {
                         return;
                 }
                 c->in_len += (size_t) k;
-                c->in[c->in_len] = '\0';
-                if (request_complete(c->in, c->in_len))
-                        return sc_handle(c);
+                /* The parser's answer changes only when a line ends or the
+                 * buffer is full: a client sending a byte at a time costs
+                 * one parse per line, not one per byte. */
+                if (!memchr(c->in + c->in_len - (size_t) k, '\n', (size_t) k) &&
+                    c->in_len < sizeof c->in)
+                        continue;
+                r = http_request_parse(c->in, c->in_len, &req, &reason);
+                if (r == 0)
+                        return sc_handle(c, &req);
+                if (r != -EAGAIN)
+                        return sc_refuse(c, r, reason);
         }
         sc_wait(c, EPOLLIN); /* more later: let others run */
 }

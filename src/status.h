@@ -16,7 +16,9 @@
  * unix:PATH and systemd:NAME over plain HTTP.
  *
  * Nothing blocks: sockets and TLS sessions are non-blocking; a request must
- * arrive within --connect-timeout of the accept (headers at most 8 KiB);
+ * arrive within --connect-timeout of the accept (its head at most 8 KiB,
+ * read by http-request.c; a malformed one is answered once the line that
+ * is wrong has arrived);
  * at most 64 connections are served at once, more wait in the backlog.
  * The backend check for /_status runs when a request asks for it (a
  * non-blocking connect to --target, or an http.c GET of --target-status),

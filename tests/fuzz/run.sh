@@ -16,5 +16,5 @@ if [ ! -f build-fuzz/build.ninja ]; then
         CC=clang meson setup build-fuzz -Dfuzzing=true -Dwerror=true >/dev/null
 fi
 meson compile -C build-fuzz fuzz-alpn-gate fuzz-acme fuzz-storage fuzz-config \
-        fuzz-proxy-protocol fuzz-sni >/dev/null
+        fuzz-proxy-protocol fuzz-sni fuzz-http-request >/dev/null
 meson test -C build-fuzz --no-rebuild --suite fuzz --print-errorlogs "$@"
