@@ -54,7 +54,6 @@ struct HttpClient {
         uint64_t next_serial;
         unsigned dispatching;           /* inside client_socket_action(): callbacks may run */
         bool free_pending;              /* http_client_free() was called by a callback */
-        bool curl_acquired;
 };
 
 struct HttpRequestHandle {
@@ -80,24 +79,6 @@ struct HttpRequestHandle {
         char abort_message[96];
         char error_buffer[CURL_ERROR_SIZE];
 };
-
-/* curl_global_init() reference count: see http.h. */
-static unsigned curl_users;
-
-static int curl_acquire(void) {
-        if (curl_users == 0) {
-                CURLcode cc = curl_global_init(CURL_GLOBAL_DEFAULT);
-                if (cc != CURLE_OK)
-                        return cc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EIO;
-        }
-        curl_users++;
-        return 0;
-}
-
-static void curl_release(void) {
-        if (curl_users > 0 && --curl_users == 0)
-                curl_global_cleanup();
-}
 
 static const char *const http_method_table[_HTTP_METHOD_MAX] = {
         [HTTP_GET] = "GET",
@@ -562,7 +543,6 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userdata) {
 int http_client_new(sd_event *e, HttpClient **ret) {
         _cleanup_(http_client_freep) HttpClient *c = NULL;
         const char *ca;
-        int r;
 
         if (!e || !ret)
                 return -EINVAL;
@@ -570,11 +550,6 @@ int http_client_new(sd_event *e, HttpClient **ret) {
         if (!c)
                 return -ENOMEM;
         c->event = sd_event_ref(e);
-        r = curl_acquire();
-        if (r < 0)
-                return r;
-        c->curl_acquired = true;
-
         c->multi = curl_multi_init();
         if (!c->multi)
                 return -ENOMEM;
@@ -616,8 +591,6 @@ static void client_destroy(HttpClient *c) {
         sd_event_source_disable_unref(c->timer);
         sd_event_unref(c->event);
         free(c->ca_file);
-        if (c->curl_acquired)
-                curl_release();
         free(c);
 }
 

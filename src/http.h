@@ -15,11 +15,11 @@
  * (--metrics-url trusts --cacert, as Ghostunnel does).
  * libcurl's proxy variables (https_proxy, no_proxy, ...) apply as usual.
  *
- * curl_global_init() is handled here: the first live HttpClient initializes
- * libcurl and the last one freed cleans it up. That counter is the one piece
- * of process-wide state; it is not thread-safe, which is fine while tlsgate
- * runs one loop in one thread (a loop per thread would need main() to call
- * curl_global_init() once up front instead). */
+ * The program calls curl_global_init() once, before it starts any thread
+ * and before the first http_client_new(), and curl_global_cleanup() at exit
+ * (main(), and the main() of every test that uses this module): clients are
+ * made on whichever loop needs one, a worker's included, and only the one
+ * up-front initialization is safe with every libcurl build. */
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <curl/curl.h>
 #include <errno.h>
 #include <locale.h>
 #include <signal.h>
@@ -247,17 +248,7 @@ static int run_reload(int argc, char *argv[]) {
         return EXIT_FAILURE;
 }
 
-int main(int argc, char *argv[]) {
-        setlocale(LC_ALL, "");
-        (void) bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
-        (void) textdomain(GETTEXT_PACKAGE);
-        log_setup();
-        /* Under systemd nobody reads a terminal: journal entries stay
-         * English (errors quoted in them, and %m, included), whatever
-         * LANG the system hands the service. */
-        if (log_is_journal())
-                (void) setlocale(LC_MESSAGES, "C");
-
+static int run_command(int argc, char *argv[]) {
         if (argc < 2) {
                 print_usage(stderr);
                 fputc('\n', stderr);
@@ -281,4 +272,31 @@ int main(int argc, char *argv[]) {
         fputc('\n', stderr);
         print_error("%s \"%s\"", _("unknown command"), argv[1]);
         return EXIT_USAGE;
+}
+
+int main(int argc, char *argv[]) {
+        CURLcode cc;
+        int r;
+
+        setlocale(LC_ALL, "");
+        (void) bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
+        (void) textdomain(GETTEXT_PACKAGE);
+        log_setup();
+        /* Under systemd nobody reads a terminal: journal entries stay
+         * English (errors quoted in them, and %m, included), whatever
+         * LANG the system hands the service. */
+        if (log_is_journal())
+                (void) setlocale(LC_MESSAGES, "C");
+
+        /* Once, before any thread starts: HTTP clients are made on whichever
+         * loop needs one, and curl_global_init() is not thread-safe with
+         * every libcurl build (see http.h). */
+        cc = curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (cc != CURLE_OK) {
+                print_error(_("cannot initialize libcurl: %s"), curl_easy_strerror(cc));
+                return EXIT_FAILURE;
+        }
+        r = run_command(argc, argv);
+        curl_global_cleanup();
+        return r;
 }

@@ -6,6 +6,7 @@
  * Every wait is bounded by a timer; the server is killed by PID at the end.
  * Exits 77 (skipped) when python3 or openssl is missing. */
 
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -780,6 +781,11 @@ int main(void) {
         HttpClient *c = NULL;
         int refused_fd, r;
 
+        /* As main() does it: once, before anything uses curl (http.h). */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                fprintf(stderr, "curl_global_init() failed\n");
+                return EXIT_FAILURE;
+        }
         test_retry_after();
         test_url_for_log();
 
@@ -795,6 +801,7 @@ int main(void) {
         if (access(PYTHON, X_OK) < 0) {
                 printf("skipping the server tests: no %s\n", PYTHON);
                 test_summary();
+                curl_global_cleanup();
                 return 77;
         }
         r = server_start();
@@ -802,6 +809,7 @@ int main(void) {
                 printf("skipping the server tests: no openssl\n");
                 server_stop();
                 test_summary();
+                curl_global_cleanup();
                 return 77;
         }
         if (r > 0) {
@@ -822,5 +830,6 @@ int main(void) {
                 safe_close(refused_fd);
         }
         server_stop();
+        curl_global_cleanup();
         return test_summary();
 }
