@@ -869,9 +869,11 @@ static int acme_refused(AcmeOrder *o, const HttpResponse *resp) {
 /* What every response needs before its step sees it (RFC 8555 6.5, 6.6,
  * 6.7). 0: on to the step; 1: taken care of (the request was resent). */
 static int acme_transport(AcmeOrder *o, const HttpResponse *resp) {
-        const char *ra = http_response_header(resp, "Retry-After");
+        const char *ra;
 
         acme_keep_nonce(o, resp);
+        /* Only now: a header's value lasts until the next lookup. */
+        ra = http_response_header(resp, "Retry-After");
         o->retry_after = 0;
         if (ra)
                 (void) http_parse_retry_after(ra, time(NULL), &o->retry_after);

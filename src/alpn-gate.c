@@ -7,11 +7,8 @@
 #include "alpn-gate.h"
 #include "macro.h"
 
-/* TLS ExtensionType values (IANA). */
-#define TLS_EXT_SERVER_NAME 0U
+/* TLS ExtensionType value (IANA). */
 #define TLS_EXT_ALPN 16U
-/* NameType host_name (RFC 6066 section 3). */
-#define SNI_HOST_NAME 0U
 
 static const char *const gate_class_table[_GATE_CLASS_MAX] = {
         [GATE_NORMAL] = "normal",
@@ -60,88 +57,23 @@ static bool parse_alpn(const uint8_t *data, size_t size, GateHello *store) {
         return true;
 }
 
-static bool host_name_char_ok(uint8_t c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '-' || c == '.' || c == '_';
-}
-
-/* RFC 6066 section 3:
- *     struct { NameType name_type; opaque HostName<1..2^16-1>; } ServerName;
- *     struct { ServerName server_name_list<1..2^16-1> } ServerNameList;
- * Copies the first host_name if the list is well formed and the name is a
- * plausible DNS name (no NUL or other bytes a lookup could be fooled by);
- * otherwise leaves sni empty. */
-static void parse_sni(const uint8_t *data, size_t size, GateHello *h) {
-        const uint8_t *host = NULL;
-        size_t list_len, pos, host_len = 0;
-
-        if (size < 2)
-                return;
-        list_len = read_u16(data);
-        if (list_len == 0 || list_len != size - 2)
-                return;
-
-        for (pos = 2; pos < size;) {
-                uint8_t type;
-                size_t name_len;
-
-                if (size - pos < 3)
-                        return;
-                type = data[pos];
-                name_len = read_u16(data + pos + 1);
-                pos += 3;
-                if (name_len == 0 || name_len > size - pos)
-                        return;
-                if (type == SNI_HOST_NAME && !host) {
-                        host = data + pos;
-                        host_len = name_len;
-                }
-                pos += name_len;
-        }
-
-        if (!host || host_len > GATE_SNI_MAX)
-                return;
-        for (size_t i = 0; i < host_len; i++)
-                if (!host_name_char_ok(host[i]))
-                        return;
-        memcpy(h->sni, host, host_len);
-        h->sni[host_len] = '\0';
-}
-
-typedef struct ParseState {
-        GateHello *hello;
-        unsigned n_sni_extensions;
-} ParseState;
-
 static int on_extension(void *userdata, unsigned tls_id, const unsigned char *data, unsigned size) {
-        ParseState *st = userdata;
-        GateHello *h = st->hello;
+        GateHello *h = userdata;
 
-        switch (tls_id) {
-        case TLS_EXT_ALPN:
-                /* Only the first list is kept; any further ALPN extension
-                 * is counted and checked (two of them are a protocol
-                 * violation, RFC 8446 section 4.2). */
-                if (!parse_alpn(data, size, h->n_alpn_extensions == 0 ? h : NULL))
-                        h->alpn_well_formed = false;
-                h->n_alpn_extensions++;
-                break;
-        case TLS_EXT_SERVER_NAME:
-                if (st->n_sni_extensions++ == 0)
-                        parse_sni(data, size, h);
-                break;
-        default:
-                break;
-        }
+        if (tls_id != TLS_EXT_ALPN)
+                return 0;
+        /* Only the first list is kept; any further ALPN extension is
+         * counted and checked (two of them are a protocol violation,
+         * RFC 8446 section 4.2). */
+        if (!parse_alpn(data, size, h->n_alpn_extensions == 0 ? h : NULL))
+                h->alpn_well_formed = false;
+        h->n_alpn_extensions++;
         return 0;
 }
 
 int alpn_gate_parse_client_hello(const uint8_t *msg, size_t len, GateHello *ret) {
         GateHello h = {
                 .alpn_well_formed = true,
-        };
-        ParseState st = {
-                .hello = &h,
         };
         gnutls_datum_t d;
         int r;
@@ -158,7 +90,7 @@ int alpn_gate_parse_client_hello(const uint8_t *msg, size_t len, GateHello *ret)
         /* GnuTLS skips version, random, session id, cipher suites and
          * compression methods, checks the framing of the extension block
          * and calls us per extension, duplicates included. */
-        r = gnutls_ext_raw_parse(&st, on_extension, &d, GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
+        r = gnutls_ext_raw_parse(&h, on_extension, &d, GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
         if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
                 r = 0; /* no extension block at all: a valid (old) hello */
         if (r < 0)

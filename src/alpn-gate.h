@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The ALPN gate: reads the offered ALPN list and SNI from a raw ClientHello
- * and decides whether the handshake is an ACME TLS-ALPN-01 validation probe
+/* The ALPN gate: reads the offered ALPN list from a raw ClientHello and
+ * decides whether the handshake is an ACME TLS-ALPN-01 validation probe
  * (RFC 8737), the only handshake served without a client certificate.
  * Pure logic: no session, no I/O, so a fuzzer can drive it directly.
+ * The server name is not the gate's: GnuTLS parses it with tlsgate's
+ * handler afterwards, and sni_session_get() (src/sni.h) reads it.
  *
  * Input is the ClientHello body exactly as a GnuTLS pre hook for
  * GNUTLS_HANDSHAKE_CLIENT_HELLO receives it with incoming set: the
@@ -22,8 +24,6 @@
 /* Protocol names kept from the offered list; longer lists are still
  * counted in n_protocols. GnuTLS itself keeps at most 8. */
 #define GATE_PROTOCOLS_MAX 8U
-/* A host name without trailing dot (RFC 1035 limits, RFC 6066 section 3). */
-#define GATE_SNI_MAX 253U
 
 typedef enum GateClass {
         GATE_NORMAL,            /* an mTLS client: served cert, client cert required */
@@ -42,11 +42,10 @@ typedef struct GateHello {
         bool alpn_well_formed;          /* all of them parse per RFC 7301 section 3.1 */
         unsigned n_protocols;           /* entries in the first ALPN list, all counted */
         GateProtocol protocols[GATE_PROTOCOLS_MAX];     /* its first entries */
-        char sni[GATE_SNI_MAX + 1];     /* first host_name; "" when absent or unusable */
 } GateHello;
 
 /* Walks the extensions of a ClientHello body with gnutls_ext_raw_parse().
- * A hello without extensions is fine (no ALPN, no SNI). Returns -EBADMSG
+ * A hello without extensions is fine (no ALPN). Returns -EBADMSG
  * when the hello or its extension block is not well framed (the caller
  * refuses such a handshake, as GnuTLS would); ALPN content errors are not
  * an error here but alpn_well_formed = false. ret is written only on
@@ -57,7 +56,7 @@ int alpn_gate_parse_client_hello(const uint8_t *msg, size_t len, GateHello *ret)
  * exactly one entry byte-equal to "acme-tls/1"; GATE_MALFORMED for a
  * malformed ALPN extension or more than one; GATE_NORMAL otherwise
  * (no ALPN, ["h2"], ["acme-tls/1","h2"], ["acme-tls/1","acme-tls/1"],
- * ["ACME-TLS/1"], ...). SNI plays no part in the decision. NULL (nothing
+ * ["ACME-TLS/1"], ...). NULL (nothing
  * parsed) gives GATE_MALFORMED. */
 GateClass alpn_gate_classify(const GateHello *h);
 

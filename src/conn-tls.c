@@ -126,7 +126,6 @@ static int on_client_hello(gnutls_session_t session, unsigned htype, unsigned wh
         }
         c->gate = class;
         c->gate_decided = true;
-        snprintf(c->sni, sizeof c->sni, "%s", hello.sni);
 
         if (class == GATE_ACME_PROBE) {
                 const gnutls_datum_t proto = { (unsigned char *) ACME_TLS_ALPN_PROTOCOL,

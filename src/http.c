@@ -10,7 +10,8 @@
 #include "log.h"
 #include "util.h"
 
-/* Response headers are as much the peer's to choose as the body: bound them. */
+/* Response headers are as much the peer's to choose as the body: bound them
+ * (lines and bytes of one response). */
 #define HTTP_HEADERS_MAX 128U
 #define HTTP_HEADERS_SIZE_MAX (64U * 1024U)
 #define HTTP_REDIRECTS_MAX 5L
@@ -54,7 +55,6 @@ struct HttpClient {
         uint64_t next_serial;
         unsigned dispatching;           /* inside client_socket_action(): callbacks may run */
         bool free_pending;              /* http_client_free() was called by a callback */
-        bool curl_acquired;
 };
 
 struct HttpRequestHandle {
@@ -72,32 +72,13 @@ struct HttpRequestHandle {
         char *body;
         size_t body_size, body_allocated, body_max;
 
-        HttpHeader *headers;            /* name and value share one allocation */
-        size_t n_headers, n_allocated, headers_size;
-        bool headers_done;              /* blank line seen; later lines are trailers */
+        /* curl keeps the headers (curl_easy_header()); this only counts them. */
+        size_t n_header_lines, headers_size;
 
         int abort_error;                /* why our curl callback stopped the transfer */
         char abort_message[96];
         char error_buffer[CURL_ERROR_SIZE];
 };
-
-/* curl_global_init() reference count: see http.h. */
-static unsigned curl_users;
-
-static int curl_acquire(void) {
-        if (curl_users == 0) {
-                CURLcode cc = curl_global_init(CURL_GLOBAL_DEFAULT);
-                if (cc != CURLE_OK)
-                        return cc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EIO;
-        }
-        curl_users++;
-        return 0;
-}
-
-static void curl_release(void) {
-        if (curl_users > 0 && --curl_users == 0)
-                curl_global_cleanup();
-}
 
 static const char *const http_method_table[_HTTP_METHOD_MAX] = {
         [HTTP_GET] = "GET",
@@ -138,122 +119,25 @@ static size_t on_curl_write(char *data, size_t size, size_t nmemb, void *userdat
         return n;
 }
 
-static void request_clear_headers(HttpRequestHandle *h) {
-        for (size_t i = 0; i < h->n_headers; i++)
-                free((char *) h->headers[i].name);
-        h->n_headers = 0;
-        h->headers_size = 0;
-}
-
-static bool is_blank(char c) {
-        return c == ' ' || c == '\t';
-}
-
-static void trim_blanks(const char **p, size_t *n) {
-        while (*n > 0 && (is_blank((*p)[*n - 1]) || (*p)[*n - 1] == '\r' || (*p)[*n - 1] == '\n'))
-                (*n)--;
-        while (*n > 0 && is_blank(**p)) {
-                (*p)++;
-                (*n)--;
-        }
-}
-
-/* Stores name and value as "name\0value\0" in one allocation. */
-static int header_set(HttpHeader *hdr, const char *name, size_t name_len, const char *value,
-                      size_t value_len) {
-        char *p = malloc(name_len + value_len + 2);
-
-        if (!p)
-                return -ENOMEM;
-        memcpy(p, name, name_len);
-        p[name_len] = 0;
-        memcpy(p + name_len + 1, value, value_len);
-        p[name_len + 1 + value_len] = 0;
-        hdr->name = p;
-        hdr->value = p + name_len + 1;
-        return 0;
-}
-
-/* Appends an obsolete line folding continuation (RFC 9112 section 5.2) as one blank. */
-static int header_append(HttpHeader *hdr, const char *more, size_t more_len) {
-        _cleanup_free_ char *value = NULL;
-        const char *old = hdr->name;
-        int r;
-
-        if (asprintf(&value, "%s %.*s", hdr->value, (int) more_len, more) < 0)
-                return -ENOMEM;
-        r = header_set(hdr, hdr->name, strlen(hdr->name), value, strlen(value));
-        if (r < 0)
-                return r;
-        free((char *) old);
-        return 0;
-}
-
-static int request_add_header_line(HttpRequestHandle *h, const char *line, size_t n) {
-        const char *colon, *name, *value;
-        size_t name_len, value_len;
-        bool folded = n > 0 && is_blank(line[0]);
-
-        trim_blanks(&line, &n);
-        if (n == 0 && !folded) {
-                h->headers_done = true;
-                return 0;
-        }
-        /* A status line starts a new response (1xx, a redirect, a proxy's
-         * CONNECT answer): only the last response's headers count. */
-        if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
-                request_clear_headers(h);
-                h->headers_done = false;
-                return 0;
-        }
-        if (h->headers_done || n == 0)
-                return 0; /* trailers, empty continuation */
-
-        h->headers_size += n;
-        if (h->headers_size > HTTP_HEADERS_SIZE_MAX)
-                return -EFBIG;
-        if (folded)
-                return h->n_headers > 0 ? header_append(&h->headers[h->n_headers - 1], line, n) : 0;
-
-        colon = memchr(line, ':', n);
-        if (!colon)
-                return 0; /* not a header: ignore it like curl does */
-        name = line;
-        name_len = colon - line;
-        value = colon + 1;
-        value_len = n - name_len - 1;
-        trim_blanks(&name, &name_len);
-        trim_blanks(&value, &value_len);
-        if (name_len == 0)
-                return 0;
-
-        if (h->n_headers >= HTTP_HEADERS_MAX)
-                return -EFBIG;
-        if (h->n_headers >= h->n_allocated) {
-                size_t a = MAX(h->n_allocated * 2, 16U);
-                HttpHeader *p = reallocarray(h->headers, a, sizeof *p);
-
-                if (!p)
-                        return -ENOMEM;
-                h->headers = p;
-                h->n_allocated = a;
-        }
-        if (header_set(&h->headers[h->n_headers], name, name_len, value, value_len) < 0)
-                return -ENOMEM;
-        h->n_headers++;
-        return 0;
-}
-
+/* CURLOPT_HEADERFUNCTION: curl stores and parses the headers itself; this
+ * only bounds them. curl hands over one line per call; a status line starts
+ * a new response (a 1xx, a redirect, a proxy's CONNECT answer) and a new
+ * count, the way only the last response's headers are looked up; trailers
+ * count with the response they end. */
 static size_t on_curl_header(char *data, size_t size, size_t nitems, void *userdata) {
         HttpRequestHandle *h = userdata;
         size_t n = size * nitems;
-        int r;
 
-        r = request_add_header_line(h, data, n);
-        if (r == -EFBIG)
-                return request_abort(h, r, "response headers exceed the size limit");
-        if (r < 0)
-                return request_abort(h, r, "out of memory");
+        if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+                h->n_header_lines = 0;
+                h->headers_size = 0;
+                return n;
+        }
+        if (n > 0 && data[0] != '\r' && data[0] != '\n')
+                h->n_header_lines++;
+        h->headers_size += n;
+        if (h->n_header_lines > HTTP_HEADERS_MAX || h->headers_size > HTTP_HEADERS_SIZE_MAX)
+                return request_abort(h, -EFBIG, "response headers exceed the size limit");
         return n;
 }
 
@@ -275,8 +159,6 @@ static HttpRequestHandle *request_free(HttpRequestHandle *h) {
         if (h->easy)
                 curl_easy_cleanup(h->easy);
         curl_slist_free_all(h->request_headers);
-        request_clear_headers(h);
-        free(h->headers);
         free(h->body);
         free(h);
         return NULL;
@@ -362,8 +244,7 @@ static void request_finish(HttpRequestHandle *h, int error, const char *message)
                 .error_message = error < 0 ? message : NULL,
                 .body = h->body ?: "",
                 .body_size = h->body_size,
-                .headers = h->headers,
-                .n_headers = h->n_headers,
+                .transfer = h->easy,
         };
         _cleanup_free_ char *shown = NULL;
         const char *url = NULL;
@@ -562,7 +443,6 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userdata) {
 int http_client_new(sd_event *e, HttpClient **ret) {
         _cleanup_(http_client_freep) HttpClient *c = NULL;
         const char *ca;
-        int r;
 
         if (!e || !ret)
                 return -EINVAL;
@@ -570,11 +450,6 @@ int http_client_new(sd_event *e, HttpClient **ret) {
         if (!c)
                 return -ENOMEM;
         c->event = sd_event_ref(e);
-        r = curl_acquire();
-        if (r < 0)
-                return r;
-        c->curl_acquired = true;
-
         c->multi = curl_multi_init();
         if (!c->multi)
                 return -ENOMEM;
@@ -616,8 +491,6 @@ static void client_destroy(HttpClient *c) {
         sd_event_source_disable_unref(c->timer);
         sd_event_unref(c->event);
         free(c->ca_file);
-        if (c->curl_acquired)
-                curl_release();
         free(c);
 }
 
@@ -815,8 +688,21 @@ void http_request_cancel(HttpRequestHandle *h) {
 }
 
 const char *http_response_header_next(const HttpResponse *r, const char *name, size_t *iter) {
+        struct curl_header *h;
+
         if (!r || !name || !iter)
                 return NULL;
+        if (r->transfer) {
+                /* The final response's own headers (not a 1xx's, a
+                 * redirect's, a proxy's or trailers), any case of the name,
+                 * every instance in arrival order. */
+                if (curl_easy_header(r->transfer, name, *iter, CURLH_HEADER, -1, &h) != CURLHE_OK)
+                        return NULL;
+                *iter = h->index + 1 < h->amount ? h->index + 1 : SIZE_MAX;
+                /* Before 8.6.0 (curl pull request 12675) an empty value kept
+                 * the line's CR: it is empty. */
+                return h->value[strspn(h->value, "\r\n")] == 0 ? "" : h->value;
+        }
         for (size_t i = *iter; i < r->n_headers; i++)
                 if (strcasecmp(r->headers[i].name, name) == 0) {
                         *iter = i + 1;
@@ -830,6 +716,19 @@ const char *http_response_header(const HttpResponse *r, const char *name) {
         size_t i = 0;
 
         return http_response_header_next(r, name, &i);
+}
+
+static bool is_blank(char c) {
+        return c == ' ' || c == '\t';
+}
+
+static void trim_blanks(const char **p, size_t *n) {
+        while (*n > 0 && (is_blank((*p)[*n - 1]) || (*p)[*n - 1] == '\r' || (*p)[*n - 1] == '\n'))
+                (*n)--;
+        while (*n > 0 && is_blank(**p)) {
+                (*p)++;
+                (*n)--;
+        }
 }
 
 int http_parse_retry_after(const char *value, time_t now, usec_t *ret) {

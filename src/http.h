@@ -15,11 +15,11 @@
  * (--metrics-url trusts --cacert, as Ghostunnel does).
  * libcurl's proxy variables (https_proxy, no_proxy, ...) apply as usual.
  *
- * curl_global_init() is handled here: the first live HttpClient initializes
- * libcurl and the last one freed cleans it up. That counter is the one piece
- * of process-wide state; it is not thread-safe, which is fine while tlsgate
- * runs one loop in one thread (a loop per thread would need main() to call
- * curl_global_init() once up front instead). */
+ * The program calls curl_global_init() once, before it starts any thread
+ * and before the first http_client_new(), and curl_global_cleanup() at exit
+ * (main(), and the main() of every test that uses this module): clients are
+ * made on whichever loop needs one, a worker's included, and only the one
+ * up-front initialization is safe with every libcurl build. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -83,7 +83,12 @@ typedef struct HttpResponse {
         /* On error the fields below hold whatever arrived before it: logs only. */
         const char *body;               /* never NULL, NUL-terminated */
         size_t body_size;
-        const HttpHeader *headers;      /* final response only, in arrival order */
+        /* Headers: look them up with http_response_header(), which asks
+         * curl (curl_easy_header()) about the final response. */
+        void *transfer;                 /* private: the curl handle */
+        /* A response made up without a transfer (the ACME fuzzer) lists its
+         * headers here instead; NULL for the responses of an HttpClient. */
+        const HttpHeader *headers;
         size_t n_headers;
 } HttpResponse;
 
@@ -114,7 +119,10 @@ int http_request(HttpClient *c, const HttpRequest *req, http_callback_t cb, void
 /* Aborts a pending request; its callback is not called. NULL is a no-op. */
 void http_request_cancel(HttpRequestHandle *h);
 
-/* The value of the first header with that name (case-insensitive), or NULL. */
+/* The value of the first header with that name (case-insensitive), or NULL.
+ * Values come without CRLF and surrounding blanks, folded lines joined. A
+ * value is valid until the next lookup on the same response (and only
+ * during the callback): copy what you keep. */
 const char *http_response_header(const HttpResponse *r, const char *name);
 /* Every value of a header that may repeat, in order. Start with *iter = 0:
  *     size_t i = 0;

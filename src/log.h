@@ -49,12 +49,14 @@ int log_fields_internal(int level, int error, const char *message_id, const LogF
 #define log_error_errno(e, ...) log_full_errno(LOG_ERR, e, __VA_ARGS__)
 #define log_oom() log_error_errno(ENOMEM, "Out of memory.")
 
-/* Stable MESSAGE_IDs for events people alert on; never change a value. */
-#define MESSAGE_ID_CLIENT_DENIED "0d3b1ac2a4bf4f7e9a1c7f52b6e0c901"
-#define MESSAGE_ID_HANDSHAKE_FAILED "5f6c1e1d8a0b4a36b0e3c1a7d9f2e402"
-#define MESSAGE_ID_DIAL_FAILED "9a7e4f0c2b5d4c8e8f1a3b6d5c7e0f03"
-#define MESSAGE_ID_CERT_OBTAINED "3c8f2d6e0a1b4e5f9d7c6b5a4e3f2d10"
-#define MESSAGE_ID_CERT_RENEWED "7b1e9c3d5f2a4b6c8e0d1f3a5c7e9b11"
-#define MESSAGE_ID_RENEWAL_FAILED "e4a2c6b8d0f14e3a9c5b7d1f3e5a7c12"
+/* Stable MESSAGE_IDs for events people alert on. Each is a random 128-bit
+ * ID made with `systemd-id128 new`, never typed or edited by hand; once
+ * released, never change a value (see docs/HACKING.md, Logging). */
+#define MESSAGE_ID_CLIENT_DENIED "9bc8d128d3474aee8c4e7a926e5e72cc"
+#define MESSAGE_ID_HANDSHAKE_FAILED "9517482f399f4b1588401f4676cf5bac"
+#define MESSAGE_ID_DIAL_FAILED "28edbb68c9594770a4e82c0778107bc4"
+#define MESSAGE_ID_CERT_OBTAINED "b76424d408c04280a384db015bbecc68"
+#define MESSAGE_ID_CERT_RENEWED "2141c7f97cb842abac5f9ca4b048f0e7"
+#define MESSAGE_ID_RENEWAL_FAILED "e8659712de774077818f5fb39b2c3709"
 #define MESSAGE_ID_RELOAD_FAILED "019f02c829b04d3f93b70417ed251f4a"
 #define MESSAGE_ID_OCSP_REVOKED "3c126ce1d1224a78a1ca804cbdcbd85e"

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <curl/curl.h>
 #include <errno.h>
 #include <locale.h>
 #include <signal.h>
@@ -245,27 +246,7 @@ static int run_reload(int argc, char *argv[]) {
         return EXIT_FAILURE;
 }
 
-int main(int argc, char *argv[]) {
-        setlocale(LC_ALL, "");
-        /* Numbers stay in the "C" locale whatever LANG or LC_NUMERIC say
-         * (systemd hands services the system's locale.conf): what tlsgate
-         * prints with a fraction is read by programs (the Prometheus text,
-         * the metrics JSON and Graphite lines, bucket bounds such as
-         * le="0.001"), and what it reads (a duration such as 1.5s, the
-         * config file) is written in the same notation everywhere. A "1,5"
-         * in the translated messages is not worth a "0,001" that Prometheus
-         * refuses. Set before any thread exists, so every thread and every
-         * library (json-c, libcurl, GnuTLS) formats and parses the same. */
-        (void) setlocale(LC_NUMERIC, "C");
-        (void) bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
-        (void) textdomain(GETTEXT_PACKAGE);
-        log_setup();
-        /* Under systemd nobody reads a terminal: journal entries stay
-         * English (errors quoted in them, and %m, included), whatever
-         * LANG the system hands the service. */
-        if (log_is_journal())
-                (void) setlocale(LC_MESSAGES, "C");
-
+static int run_command(int argc, char *argv[]) {
         if (argc < 2) {
                 print_usage(stderr);
                 fputc('\n', stderr);
@@ -289,4 +270,41 @@ int main(int argc, char *argv[]) {
         fputc('\n', stderr);
         print_error("%s \"%s\"", _("unknown command"), argv[1]);
         return EXIT_USAGE;
+}
+
+int main(int argc, char *argv[]) {
+        CURLcode cc;
+        int r;
+
+        setlocale(LC_ALL, "");
+        /* Numbers stay in the "C" locale whatever LANG or LC_NUMERIC say
+         * (systemd hands services the system's locale.conf): what tlsgate
+         * prints with a fraction is read by programs (the Prometheus text,
+         * the metrics JSON and Graphite lines, bucket bounds such as
+         * le="0.001"), and what it reads (a duration such as 1.5s, the
+         * config file) is written in the same notation everywhere. A "1,5"
+         * in the translated messages is not worth a "0,001" that Prometheus
+         * refuses. Set before any thread exists, so every thread and every
+         * library (json-c, libcurl, GnuTLS) formats and parses the same. */
+        (void) setlocale(LC_NUMERIC, "C");
+        (void) bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
+        (void) textdomain(GETTEXT_PACKAGE);
+        log_setup();
+        /* Under systemd nobody reads a terminal: journal entries stay
+         * English (errors quoted in them, and %m, included), whatever
+         * LANG the system hands the service. */
+        if (log_is_journal())
+                (void) setlocale(LC_MESSAGES, "C");
+
+        /* Once, before any thread starts: HTTP clients are made on whichever
+         * loop needs one, and curl_global_init() is not thread-safe with
+         * every libcurl build (see http.h). */
+        cc = curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (cc != CURLE_OK) {
+                print_error(_("cannot initialize libcurl: %s"), curl_easy_strerror(cc));
+                return EXIT_FAILURE;
+        }
+        r = run_command(argc, argv);
+        curl_global_cleanup();
+        return r;
 }

@@ -28,6 +28,7 @@
  *   openssl req -x509 -new -key cert.key -subj /CN=test.example \
  *           -addext subjectAltName=DNS:test.example -days 36500 */
 
+#include <curl/curl.h>
 #include <gnutls/gnutls.h>
 
 #include "acme.h"
@@ -64,6 +65,8 @@ static struct {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
         /* TLSGATE_FUZZ_DEBUG=1 shows the flow when replaying one input. */
         log_set_max_level(getenv("TLSGATE_FUZZ_DEBUG") ? LOG_DEBUG : LOG_WARNING);
+        /* As tlsgate's main() does it, before the HTTP client (http.h). */
+        CHECK(curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK);
         CHECK(sd_event_new(&F.event) >= 0);
         CHECK(http_client_new(F.event, &F.http) >= 0);
         CHECK(acme_key_from_pem(account_key_pem, strlen(account_key_pem), &F.account_key) >= 0);

@@ -54,24 +54,24 @@ done
 
 # One entry per MESSAGE_ID of src/log.h, with the fields tlsgate logs with it.
 ENTRIES = {
-    "0d3b1ac2a4bf4f7e9a1c7f52b6e0c901": dict(
+    "9bc8d128d3474aee8c4e7a926e5e72cc": dict(
         MESSAGE="access denied for 192.0.2.7:40000 (CN=mallory): no --allow rule matches the "
                 "client certificate",
         TLSGATE_PEER="192.0.2.7:40000", TLSGATE_CONN_ID="3", TLSGATE_CLIENT_CN="mallory"),
-    "5f6c1e1d8a0b4a36b0e3c1a7d9f2e402": dict(
+    "9517482f399f4b1588401f4676cf5bac": dict(
         MESSAGE="error on TLS handshake from 192.0.2.8:40001: client did not present a "
                 "certificate",
         TLSGATE_PEER="192.0.2.8:40001", TLSGATE_CONN_ID="4"),
-    "9a7e4f0c2b5d4c8e8f1a3b6d5c7e0f03": dict(
+    "28edbb68c9594770a4e82c0778107bc4": dict(
         MESSAGE="error on dial to 127.0.0.1:8080 for 192.0.2.9:40002: connect: connection refused",
         TLSGATE_PEER="192.0.2.9:40002", TLSGATE_CONN_ID="5", TLSGATE_CLIENT_CN="frontend"),
-    "3c8f2d6e0a1b4e5f9d7c6b5a4e3f2d10": dict(
+    "b76424d408c04280a384db015bbecc68": dict(
         MESSAGE="certificate for www.example.org obtained, expires 2027-02-26 12:00:00 UTC",
         TLSGATE_CERT_NAME="www.example.org"),
-    "7b1e9c3d5f2a4b6c8e0d1f3a5c7e9b11": dict(
+    "2141c7f97cb842abac5f9ca4b048f0e7": dict(
         MESSAGE="certificate for www.example.org renewed, expires 2027-02-26 12:00:00 UTC",
         TLSGATE_CERT_NAME="www.example.org"),
-    "e4a2c6b8d0f14e3a9c5b7d1f3e5a7c12": dict(
+    "e8659712de774077818f5fb39b2c3709": dict(
         MESSAGE="could not renew the certificate for www.example.org: connection refused; "
                 "retrying in 60.0 s, still serving the current one",
         TLSGATE_CERT_NAME="www.example.org"),
@@ -159,8 +159,8 @@ def test_each_entry_explained(explained):
 
 
 def test_substitutions(explained):
-    denied = _explanation(explained, ENTRIES["0d3b1ac2a4bf4f7e9a1c7f52b6e0c901"]["MESSAGE"])
+    denied = _explanation(explained, ENTRIES["9bc8d128d3474aee8c4e7a926e5e72cc"]["MESSAGE"])
     assert "The client at 192.0.2.7:40000 completed the TLS handshake" in denied
     assert 'common name is "mallory"' in denied
-    renewed = _explanation(explained, ENTRIES["7b1e9c3d5f2a4b6c8e0d1f3a5c7e9b11"]["MESSAGE"])
+    renewed = _explanation(explained, ENTRIES["2141c7f97cb842abac5f9ca4b048f0e7"]["MESSAGE"])
     assert "Subject: Certificate for www.example.org renewed" in renewed

@@ -50,7 +50,7 @@ def test_journal_fields(start_proxy, backend, ctx_for, pki, tmp_path):
     denied = tg_daemon.wait_until(lambda: find(lambda r: "denied" in r.get("MESSAGE", "")), 5)
     assert denied, "no denial record: %r" % read_records(out)
     # The stable MESSAGE_ID people alert on (src/log.h MESSAGE_ID_CLIENT_DENIED).
-    assert denied["MESSAGE_ID"] == "0d3b1ac2a4bf4f7e9a1c7f52b6e0c901"
+    assert denied["MESSAGE_ID"] == "9bc8d128d3474aee8c4e7a926e5e72cc"
     assert denied["PRIORITY"] == "4"
 
     # Nothing of this went to stderr: it is the journal's stream now.

@@ -99,8 +99,8 @@ DEB_DIR = "/var/tmp/tlsgate-e2e"
 ISSUER_KEY = "%s-%d-dir" % (ACME_HOST, PEBBLE_DIR_PORT)
 STATE_CERT = "/var/lib/tlsgate/web/certmagic/certificates/%s/%s/%s.crt" % (
     ISSUER_KEY, WEB_NAME, WEB_NAME)
-MSGID_OBTAINED = "3c8f2d6e0a1b4e5f9d7c6b5a4e3f2d10"
-MSGID_DENIED = "0d3b1ac2a4bf4f7e9a1c7f52b6e0c901"
+MSGID_OBTAINED = "b76424d408c04280a384db015bbecc68"
+MSGID_DENIED = "9bc8d128d3474aee8c4e7a926e5e72cc"
 
 T0 = time.monotonic()
 FAILS = []

@@ -16,6 +16,7 @@
  * Every wait is bounded; the daemons are killed by PID at the end. Exits 77
  * (skipped) when pebble, pebble-challtestsrv or openssl is missing. */
 
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <gnutls/gnutls.h>
@@ -948,6 +949,11 @@ int main(void) {
                 printf("skipping: pebble, pebble-challtestsrv or openssl missing\n");
                 return 77;
         }
+        /* As main() does it: once, before any thread and any HTTP client. */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                fprintf(stderr, "curl_global_init() failed\n");
+                return EXIT_FAILURE;
+        }
         for (size_t i = 0; i < ELEMENTSOF(proxies); i++)
                 unsetenv(proxies[i]);
         signal(SIGPIPE, SIG_IGN);
@@ -974,5 +980,6 @@ int main(void) {
                 dump_log("pebble-c.log");
         }
         teardown();
+        curl_global_cleanup();
         return test_summary();
 }
