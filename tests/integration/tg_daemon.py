@@ -240,9 +240,6 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 SANITIZER_EXIT = 97
 VALGRIND_EXIT = 99
 
-# expect_exit= for a test that does not care how the process ends.
-ANY_EXIT = "any"
-
 
 def describe_exit(rc):
     """An exit status in words: 'exit 1', 'killed by SIGSEGV', ..."""
@@ -278,8 +275,8 @@ class Tlsgate:
 
     expect_exit: the exit status the test expects (0: a shutdown in which
     every connection finished; 1 for a forced one, 2 for bad settings,
-    -signal.SIGKILL for a process the test kills), a tuple of them, or
-    ANY_EXIT. exit_problem() (which the fixtures' teardown turns into a test
+    -signal.SIGKILL for a process the test kills) or a tuple of them.
+    exit_problem() (which the fixtures' teardown turns into a test
     failure) reports any other status, and a process that did not end
     within its bound after SIGTERM and had to be SIGKILLed."""
 
@@ -420,8 +417,6 @@ class Tlsgate:
         rc = self.proc.returncode
         if self.killed:
             what = self.killed
-        elif self.expect_exit == ANY_EXIT:
-            return None
         else:
             expected = (self.expect_exit if isinstance(self.expect_exit, (tuple, list, set))
                         else (self.expect_exit,))
