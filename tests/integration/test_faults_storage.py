@@ -212,6 +212,7 @@ def _shim_env(log, n):
 MAX_STEPS = 60
 
 
+@pytest.mark.timeout(900)  # a start per write step: 63 s alone under valgrind
 def test_kill_during_certificate_write(pebble, acme_factory, backend, pki, tmp_path):
     """stopat.so numbers every file system call tlsgate makes under
     certificates/ (mkdtemp, open, write, fsync, rename, unlink...) and stops

@@ -1,16 +1,22 @@
 """The test rig itself: a tlsgate that crashes, ends otherwise than its test
-expects or hangs at shutdown fails the test. Each case drives the real
-binary through the fixtures' own code (conftest.ProxyFactory,
-tg_daemon.Tlsgate)."""
+expects or hangs at shutdown fails the test, and so does a test that hangs,
+whose fixtures still stop their daemons. Each case drives the real binary
+through the fixtures' own code (conftest.ProxyFactory, tg_daemon.Tlsgate)."""
+import configparser
 import os
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 import tg_daemon
 from conftest import ProxyFactory
 from tg_clients import client_context
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def teardown_failure(factory):
@@ -97,3 +103,55 @@ def test_killed_on_purpose_passes(factory, backend):
     t.stop(sig=signal.SIGKILL, expect=-signal.SIGKILL)
     assert teardown_failure(factory) is None
 
+
+HANGING_TEST = '''
+import os
+import time
+
+
+def test_hangs(start_proxy, backend):
+    t = start_proxy(backend)
+    with open(os.environ["TG_RIG_PIDFILE"], "w") as f:
+        f.write(str(t.pid))
+    time.sleep(60)
+'''
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_hanging_test_fails_and_its_daemon_is_stopped(tmp_path):
+    """pytest.ini gives every test a time limit, with a method that lets the
+    fixtures' teardown run: a test that hangs fails, and the tlsgate it
+    started is stopped. The inner run shortens the limit to a few seconds."""
+    ini = configparser.ConfigParser()
+    ini.read(os.path.join(HERE, "pytest.ini"))
+    assert ini.getfloat("pytest", "timeout", fallback=0) > 0, "pytest.ini sets no timeout"
+    (tmp_path / "test_hangs.py").write_text(textwrap.dedent(HANGING_TEST))
+    pidfile = tmp_path / "pid"
+    env = dict(os.environ, TG_RIG_PIDFILE=str(pidfile),
+               TLSGATE_BIN=tg_daemon.tlsgate_binary(),
+               PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for k in list(env):
+        if k.startswith("PYTEST_"):
+            env.pop(k)  # the outer run's xdist worker settings
+    limit = 5 * tg_daemon.slow_factor()
+    argv = [sys.executable, "-m", "pytest", "-q", "-c", os.path.join(HERE, "pytest.ini"),
+            "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"),
+            "-p", "conftest", "-o", "timeout=%g" % limit, str(tmp_path / "test_hangs.py")]
+    p = subprocess.run(argv, cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                       timeout=60 * tg_daemon.slow_factor())
+    pid = int(pidfile.read_text()) if pidfile.exists() else None
+    try:
+        assert pid is not None, "the inner test started no tlsgate:\n" + p.stdout + p.stderr
+        assert not _alive(pid), "the hanging test's tlsgate (pid %d) was left running" % pid
+        assert p.returncode == 1 and "Timeout >" in p.stdout and "1 failed" in p.stdout, \
+            "exit %s:\n%s%s" % (p.returncode, p.stdout, p.stderr)
+    finally:
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
