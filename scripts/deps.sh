@@ -6,7 +6,8 @@ set -eu
 
 PACKAGES="gcc libc6-dev meson ninja-build pkg-config
 libgnutls28-dev libsystemd-dev libcurl4-gnutls-dev libjson-c-dev
-gnutls-bin openssl systemd pebble python3 python3-pytest python3-pytest-xdist python3-cryptography
+gnutls-bin openssl systemd pebble python3 python3-pytest python3-pytest-xdist python3-pytest-timeout
+python3-cryptography
 libasan8 libubsan1 clang libclang-rt-14-dev valgrind gettext groff-base man-db softhsm2
 systemd-container debootstrap debian-archive-keyring
 haproxy nginx libnginx-mod-stream hitch stunnel4 golang-go

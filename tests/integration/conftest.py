@@ -106,12 +106,13 @@ class ProxyFactory:
         return listen, argv + creds + list(access) + list(extra)
 
     def start(self, target, access=("--allow-all",), listen=None, creds=None, extra=(), env=None,
-              wait_ready=True, prefix=(), addr=None, timeout=10.0):
-        """Starts tlsgate; returns the Tlsgate with .addr (client address) and .listen."""
+              wait_ready=True, prefix=(), addr=None, timeout=10.0, expect_exit=0):
+        """Starts tlsgate; returns the Tlsgate with .addr (client address) and .listen.
+        expect_exit: how the test expects it to end (Tlsgate.expect_exit)."""
         if hasattr(target, "target"):
             target = target.target
         listen, argv = self.argv(target, access, listen, creds, extra)
-        t = tg_daemon.Tlsgate(list(prefix) + argv, self.logdir, env=env)
+        t = tg_daemon.Tlsgate(list(prefix) + argv, self.logdir, env=env, expect_exit=expect_exit)
         t.listen = listen
         t.addr = addr if addr is not None else (
             listen_to_addr(listen) if not listen.startswith("systemd:") else None)
@@ -125,13 +126,20 @@ class ProxyFactory:
         for t in self.started:
             rc = t.cleanup()
             if failed:
-                sys.stderr.write("\n===== %s pid %s argv %s\n===== exit %s%s\n%s\n"
+                sys.stderr.write("\n===== %s pid %s argv %s\n===== %s%s\n%s\n"
                                  % (t.name, t.proc.pid if t.proc else None, " ".join(t.argv),
-                                    rc, " (SIGKILLed)" if t.killed else "", t.log()))
+                                    tg_daemon.describe_exit(rc),
+                                    " (SIGKILLed: %s)" % t.killed if t.killed else "", t.log()))
+            # A daemon that had to be SIGKILLed after SIGTERM, or that ended
+            # otherwise than the test expects (a crash, a forced shutdown
+            # where a drained one was due), fails the test in teardown.
+            problem = t.exit_problem()
+            if problem:
+                reports.append(problem)
             report = t.memory_errors()
             if report:
                 reports.append(report)
-        # Memory errors and leaks (valgrind, ASan/UBSan) fail the test in teardown.
+        # So do memory errors and leaks (valgrind, ASan/UBSan).
         if reports:
             pytest.fail("\n\n".join(reports), pytrace=False)
 

@@ -321,7 +321,7 @@ def test_backoff_gives_up_with_the_ca_error(acme_factory, backend):
     url = "https://127.0.0.1:%d/dir" % dead
     t0 = time.monotonic()
     gate = acme_factory.start(None, backend, ca_url=url, wait_ready=False,
-                              env={BACKOFF_SCALE_ENV: str(SCALE)})
+                              env={BACKOFF_SCALE_ENV: str(SCALE)}, expect_exit=1)
     rc = gate.wait(30)
     took = time.monotonic() - t0
     assert rc is not None, "still running 30 s after start with the CA unreachable"
@@ -351,7 +351,8 @@ def test_backoff_schedule_attempts(acme_factory, backend):
     ca = ConnCounter(port)
     try:
         gate = acme_factory.start(None, backend, ca_url="https://127.0.0.1:%d/dir" % port,
-                                  wait_ready=False, env={BACKOFF_SCALE_ENV: str(SCALE)})
+                                  wait_ready=False, env={BACKOFF_SCALE_ENV: str(SCALE)},
+                                  expect_exit=1)
         rc = gate.wait(30)
         assert rc not in (None, 0), "rc %s:\n%s" % (rc, gate.log())
         times = list(ca.times)

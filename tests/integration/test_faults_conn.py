@@ -299,6 +299,7 @@ def is_asan(binary):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # its own bounds add up to ~270 s: they speak first
 def test_ten_thousand_idle_connections(proxy_factory, pki, tmp_path):
     """10,000 mTLS connections, each through to the target and back once, held
     open: /_metrics counts 10,000 open, a new client is still served, memory

@@ -212,6 +212,7 @@ def _shim_env(log, n):
 MAX_STEPS = 60
 
 
+@pytest.mark.timeout(900)  # a start per write step: 63 s alone under valgrind
 def test_kill_during_certificate_write(pebble, acme_factory, backend, pki, tmp_path):
     """stopat.so numbers every file system call tlsgate makes under
     certificates/ (mkdtemp, open, write, fsync, rename, unlink...) and stops
@@ -250,7 +251,8 @@ def test_kill_during_certificate_write(pebble, acme_factory, backend, pki, tmp_p
             elif os.path.exists(full):
                 os.unlink(full)
         log = str(tmp_path / ("steps-%d.log" % n))
-        g = acme_factory.start(pebble, backend, wait_ready=False, env=_shim_env(log, n))
+        g = acme_factory.start(pebble, backend, wait_ready=False, env=_shim_env(log, n),
+                               expect_exit=-signal.SIGKILL)
         assert tg_daemon.wait_until(lambda: _stopped(g.pid) or not g.running(), 30), \
             "step %d never reached:\n%s" % (n, g.log())
         assert g.running(), "exited before step %d:\n%s" % (n, g.log())

@@ -165,8 +165,9 @@ def test_log_stays_english(installed, german, pki, tmp_path):
         assert tg_daemon.wait_until(lambda: "listening on" in log.read_text(), 10), \
             log.read_text()
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        rc = proc.wait(timeout=10)
         text = log.read_text()
+        assert rc == 0, "%s after SIGTERM:\n%s" % (tg_daemon.describe_exit(rc), text)
         assert "listening on 127.0.0.1:%d, forwarding to 127.0.0.1:2" % port in text
         assert "exiting" in text
     finally:

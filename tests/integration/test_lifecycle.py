@@ -147,7 +147,7 @@ def test_sigterm_idle_exits_quickly(start_proxy, backend, ctx_for, pki):
 
 
 def test_forced_shutdown_after_shutdown_timeout(start_proxy, backend, ctx_for, pki):
-    proxy = start_proxy(backend, extra=["--shutdown-timeout", "1s"])
+    proxy = start_proxy(backend, extra=["--shutdown-timeout", "1s"], expect_exit=1)
     c = MemTLS.connect(proxy.addr, ctx_for(pki.client))
     try:
         c.handshake()

@@ -70,12 +70,13 @@ def test_unix_listener_and_target(start_proxy, make_backend, ctx_for, pki, sockd
 
 # ---------------------------------------------------------------------------
 # systemd socket activation (systemd-socket-activate execs on first connection)
-def _socket_activate(proxy_factory, target, listens, fdnames, listen_spec):
+def _socket_activate(proxy_factory, target, listens, fdnames, listen_spec, expect_exit=0):
     prefix = ["systemd-socket-activate"]
     for l in listens:
         prefix += ["-l", l]
     prefix += ["--fdname=" + ":".join(fdnames), "-E", "NOTIFY_SOCKET"]
-    return proxy_factory.start(target, listen=listen_spec, prefix=prefix, wait_ready=False)
+    return proxy_factory.start(target, listen=listen_spec, prefix=prefix, wait_ready=False,
+                               expect_exit=expect_exit)
 
 
 def test_systemd_socket_activation(proxy_factory, backend, ctx_for, pki):
@@ -118,11 +119,11 @@ def test_systemd_socket_activation_picks_fd_by_name(proxy_factory, backend, ctx_
 def test_systemd_socket_activation_bad_name(proxy_factory, backend, ctx_for, pki, fdnames, why):
     ports = [tg_daemon.free_port() for _ in fdnames]
     proxy = _socket_activate(proxy_factory, backend, ["127.0.0.1:%d" % p for p in ports],
-                             fdnames, "systemd:https")
+                             fdnames, "systemd:https", expect_exit=1)
     proxy.wait_log("Listening on", timeout=5)
     o = try_echo(("127.0.0.1", ports[0]), ctx_for(pki.client), timeout=5)  # triggers the exec
     rc = proxy.wait(10)
-    assert rc not in (0, None), "%s: tlsgate should exit non-zero, rc=%s" % (why, rc)
+    assert rc == 1, "%s: tlsgate should exit 1 (a socket it cannot use), rc=%s" % (why, rc)
     assert o.data == b"", o
     assert not proxy.notify.find("READY", "1"), "READY=1 sent although %s" % why
     err = proxy.log()

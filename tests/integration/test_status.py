@@ -586,7 +586,8 @@ def test_status_port_in_use(start_proxy, backend):
     busy.listen(1)
     try:
         with pytest.raises(tg_daemon.StartupError) as e:
-            start_proxy(backend, extra=["--status", "http://127.0.0.1:%d" % busy.getsockname()[1]])
+            start_proxy(backend, extra=["--status", "http://127.0.0.1:%d" % busy.getsockname()[1]],
+                        expect_exit=1)
         assert "--status 127.0.0.1:%d" % busy.getsockname()[1] in str(e.value)
     finally:
         busy.close()

@@ -250,7 +250,7 @@ def test_unusable_account_key_is_not_replaced(pebble, acme_factory, backend, pki
     before = {k: _read(p) for k, p in af.items()}
 
     gate2 = acme_factory.start(pebble, backend, wait_ready=False,
-                               env={BACKOFF_SCALE_ENV: "0.01"})
+                               env={BACKOFF_SCALE_ENV: "0.01"}, expect_exit=1)
     assert tg_daemon.wait_until(lambda: log_lines_with(gate2, af["key"]), 5), \
         "no message naming the unusable account key %s:\n%s" % (af["key"], gate2.log())
     gate2.wait(3)

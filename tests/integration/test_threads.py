@@ -344,7 +344,7 @@ def status_or_none(proxy):
 
 
 def test_forced_shutdown_closes_every_thread(start_proxy, backend, ctx_for, pki):
-    proxy = start_threads(start_proxy, backend, extra=["--shutdown-timeout", "1s"])
+    proxy = start_threads(start_proxy, backend, extra=["--shutdown-timeout", "1s"], expect_exit=1)
     ctx = ctx_for(pki.client)
     held = []
     try:
@@ -364,7 +364,7 @@ def test_forced_shutdown_closes_every_thread(start_proxy, backend, ctx_for, pki)
 
 
 def test_second_signal_forces_every_thread(start_proxy, backend, ctx_for, pki):
-    proxy = start_threads(start_proxy, backend)
+    proxy = start_threads(start_proxy, backend, expect_exit=1)
     ctx = ctx_for(pki.client)
     held = []
     try:

@@ -53,4 +53,4 @@ def test_stuck_thread_stops_the_watchdog(start_proxy, backend, ctx_for, pki, tmp
         assert len(proxy.find_log("has not run its event loop")) == 1, proxy.log()
     finally:
         # A drained shutdown would wait for the stuck thread forever.
-        proxy.stop(sig=signal.SIGKILL)
+        proxy.stop(sig=signal.SIGKILL, expect=-signal.SIGKILL)

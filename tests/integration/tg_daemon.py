@@ -234,6 +234,34 @@ def _wrap(argv, log_path):
 # Sanitizer reports on the daemon's stderr (ASan, LeakSanitizer, UBSan).
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
+# The sanitizers exit with 1 after a report by default, which is also
+# tlsgate's exit status for a forced shutdown: the daemons the fixtures
+# start get an exit status of their own for it (a plain build ignores it).
+SANITIZER_EXIT = 97
+VALGRIND_EXIT = 99
+
+
+def describe_exit(rc):
+    """An exit status in words: 'exit 1', 'killed by SIGSEGV', ..."""
+    if rc is None:
+        return "still running"
+    if rc < 0:
+        try:
+            return "killed by %s" % signal.Signals(-rc).name
+        except ValueError:
+            return "killed by signal %d" % -rc
+    if rc == SANITIZER_EXIT:
+        return "exit %d (a sanitizer's report)" % rc
+    if rc == VALGRIND_EXIT and under_valgrind():
+        return "exit %d (valgrind's report)" % rc
+    return "exit %d" % rc
+
+
+def _with_exitcode(options):
+    if "exitcode=" in options:
+        return options
+    return (options + ":" if options else "") + "exitcode=%d" % SANITIZER_EXIT
+
 
 class StartupError(AssertionError):
     pass
@@ -243,9 +271,16 @@ class Tlsgate:
     """One tlsgate process (or a wrapper that execs it, e.g. systemd-socket-activate).
 
     argv: full argument vector. The process gets NOTIFY_SOCKET (our receiver)
-    unless notify=False; stderr (and stdout) go to a log file."""
+    unless notify=False; stderr (and stdout) go to a log file.
 
-    def __init__(self, argv, logdir, env=None, notify=True, name="tlsgate"):
+    expect_exit: the exit status the test expects (0: a shutdown in which
+    every connection finished; 1 for a forced one, 2 for bad settings,
+    -signal.SIGKILL for a process the test kills) or a tuple of them.
+    exit_problem() (which the fixtures' teardown turns into a test
+    failure) reports any other status, and a process that did not end
+    within its bound after SIGTERM and had to be SIGKILLed."""
+
+    def __init__(self, argv, logdir, env=None, notify=True, name="tlsgate", expect_exit=0):
         self.argv = list(argv)
         self.name = name
         self.notify = NotifyReceiver() if notify else None
@@ -258,8 +293,12 @@ class Tlsgate:
             self.env["NOTIFY_SOCKET"] = self.notify.path
         if env:
             self.env.update(env)
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            self.env[k] = _with_exitcode(self.env.get(k, ""))
+        self.expect_exit = expect_exit
+        self.stopping = None  # the SIGTERM or SIGINT a test sent (send_signal)
         self.proc = None
-        self.killed = False
+        self.killed = None
         self.start_time = None
         self.valgrind_log = None
         if under_valgrind():
@@ -329,6 +368,8 @@ class Tlsgate:
     def send_signal(self, sig):
         if self.running():
             os.kill(self.proc.pid, sig)
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                self.stopping = sig
 
     def wait(self, timeout):
         """Returns the exit code, or None if still running after timeout."""
@@ -337,22 +378,54 @@ class Tlsgate:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
-        """Signals our own child by pid, SIGKILL after timeout. Returns the exit code."""
+    def stop(self, sig=signal.SIGTERM, timeout=10.0, expect=None):
+        """Signals our own child by pid, SIGKILL after timeout (times
+        slow_factor()). Returns the exit code. expect: sets expect_exit
+        (e.g. stop(expect=1) for a forced shutdown)."""
+        if expect is not None:
+            self.expect_exit = expect
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
+            # A second SIGTERM would force the shutdown the test started:
+            # wait for the one it asked for.
+            if self.stopping is None or sig != signal.SIGTERM:
+                try:
+                    os.kill(self.proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+            else:
+                sig = self.stopping
+            timeout *= slow_factor()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.killed = True
+                self.killed = "did not exit within %.0fs of %s and was SIGKILLed" % (
+                    timeout, signal.Signals(sig).name)
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         return self.proc.returncode
+
+    def log_tail(self, lines=40):
+        return "\n".join(self.log_lines()[-lines:])
+
+    def exit_problem(self):
+        """How this process ended, if not as the test expected (see
+        expect_exit), with the tail of its log; None if it did."""
+        if self.proc is None or self.proc.returncode is None:
+            return None
+        rc = self.proc.returncode
+        if self.killed:
+            what = self.killed
+        else:
+            expected = (self.expect_exit if isinstance(self.expect_exit, (tuple, list, set))
+                        else (self.expect_exit,))
+            if rc in expected:
+                return None
+            what = "ended: %s, where the test expects %s" % (
+                describe_exit(rc), " or ".join(describe_exit(e) for e in expected))
+        return "%s (pid %d, %s) %s; the last lines of its log (%s):\n%s" % (
+            self.name, self.proc.pid, " ".join(self.argv), what, self.log_path, self.log_tail())
 
     def memory_errors(self):
         """valgrind's or a sanitizer's report on this process, or None."""
@@ -384,7 +457,11 @@ def run_once(argv, timeout=10.0, env=None):
 
     Under TLSGATE_VALGRIND=1 tlsgate (argv[0]; not behind setpriv or the
     like, whose other user could not write the report) runs under memcheck
-    too, and its report raises AssertionError."""
+    too, and its report raises AssertionError; so does a sanitizer's report
+    on its stderr (which also makes it exit SANITIZER_EXIT)."""
+    env = dict(env or {})
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        env[k] = _with_exitcode(env.get(k, os.environ.get(k, "")))
     vg_log = None
     if under_valgrind() and os.path.basename(argv[0]) == "tlsgate":
         fd, vg_log = tempfile.mkstemp(prefix="tg-run-once-", suffix=".valgrind")
@@ -393,6 +470,9 @@ def run_once(argv, timeout=10.0, env=None):
         timeout *= slow_factor()
     try:
         rc, out, err = _run_once(argv, timeout, env)
+        if any(m in err for m in SANITIZER_MARKS):
+            raise AssertionError("sanitizer report from %s (%s):\n%s"
+                                 % (" ".join(argv), describe_exit(rc), err))
         if vg_log:
             with open(vg_log, "rb") as f:
                 text = f.read().decode("utf-8", "replace")

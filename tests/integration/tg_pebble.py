@@ -593,7 +593,7 @@ class AcmeFactory:
 
     def start(self, pebble, backend, ca_url=None, testca=None, xdg=None, listen=None,
               access=("--allow-cn", "client"), env=None, wait_ready=True, timeout=10.0,
-              extra=(), domain=DOMAIN, email=EMAIL, prefix=()):
+              extra=(), domain=DOMAIN, email=EMAIL, prefix=(), expect_exit=0):
         xdg = xdg or self.xdg
         if ca_url is None and testca is None:
             ca_url = pebble.directory_url
@@ -607,7 +607,7 @@ class AcmeFactory:
                           creds=acme_creds(ca_url, self.pki.ca.cert_path, domain=domain,
                                            email=email, testca=testca),
                           extra=extra, env=e, wait_ready=wait_ready, timeout=timeout,
-                          prefix=prefix)
+                          prefix=prefix, expect_exit=expect_exit)
         t.xdg, t.pebble, t.backend = xdg, pebble, backend
         return t
 
@@ -1035,12 +1035,19 @@ def running_acme_gate(tlsgate_bin, pki, workdir, request, label):
         yield env
     finally:
         failed = request.session.testsfailed > failed_before
+        problem = None
         if env.gate:
             rc = env.gate.cleanup()
             if failed:
-                sys.stderr.write("\n===== tlsgate (%s) exit %s\n%s\n" % (label, rc, env.gate.log()))
+                sys.stderr.write("\n===== tlsgate (%s) %s\n%s\n"
+                                 % (label, tg_daemon.describe_exit(rc), env.gate.log()))
+            problem = env.gate.exit_problem() or env.gate.memory_errors()
         if env.backend:
             env.backend.stop()
         if failed:
             sys.stderr.write("\n" + env.pebble.logs() + "\n")
         env.pebble.stop()
+        # A crash, a hang at shutdown or a memory error of the shared gate
+        # fails the module's last test in teardown.
+        if problem:
+            pytest.fail(problem, pytrace=False)
