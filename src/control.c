@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The control socket: see control.h. */
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -14,8 +15,6 @@
 #include "control.h"
 #include "listener.h"
 #include "log.h"
-#include "manager.h"
-#include "reload.h"
 #include "util.h"
 
 #define CONTROL_CONNS_MAX 8U
@@ -26,7 +25,9 @@
 typedef struct ControlConn ControlConn;
 
 struct ControlServer {
-        struct Manager *manager;
+        sd_event *event;
+        control_reload_t reload;
+        void *userdata;
         int fd;
         char *path;
         sd_event_source *accept_source;
@@ -82,7 +83,7 @@ static void control_conn_reply(ControlConn *c, const char *reply) {
 
 static int on_conn_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         ControlConn *c = userdata;
-        Manager *m = c->server->manager;
+        ControlServer *s = c->server;
         char buf[CONTROL_REQUEST_MAX];
         ssize_t n;
 
@@ -102,17 +103,17 @@ static int on_conn_io(sd_event_source *es, int fd, uint32_t revents, void *userd
                 control_conn_reply(c, "failed: not allowed");
         } else if (!streq(buf, "reload"))
                 control_conn_reply(c, "failed: unknown request");
-        else if (m->shutting_down)
-                control_conn_reply(c, "failed: shutting down");
-        else if (reload_run(m, RELOAD_SIGNAL) >= 0)
-                control_conn_reply(c, "ok");
         else {
-                _cleanup_free_ char *reply = NULL;
+                _cleanup_free_ char *reason = NULL, *reply = NULL;
 
-                if (asprintf(&reply, "failed: %.*s", (int) (CONTROL_REPLY_MAX - 16),
-                             m->reload.last_error ? m->reload.last_error : "see the log") < 0)
-                        reply = NULL;
-                control_conn_reply(c, reply ? reply : "failed: out of memory");
+                if (s->reload(s->userdata, &reason) >= 0)
+                        control_conn_reply(c, "ok");
+                else {
+                        if (asprintf(&reply, "failed: %.*s", (int) (CONTROL_REPLY_MAX - 16),
+                                     reason ? reason : "see the log") < 0)
+                                reply = NULL;
+                        control_conn_reply(c, reply ? reply : "failed: out of memory");
+                }
         }
         control_conn_free(c);
         return 0;
@@ -153,9 +154,9 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
         c->next = s->conns;
         s->conns = c;
         s->n_conns++;
-        r = sd_event_add_io(s->manager->event, &c->io, cfd, EPOLLIN, on_conn_io, c);
+        r = sd_event_add_io(s->event, &c->io, cfd, EPOLLIN, on_conn_io, c);
         if (r >= 0)
-                r = sd_event_add_time_relative(s->manager->event, &c->timer, CLOCK_MONOTONIC,
+                r = sd_event_add_time_relative(s->event, &c->timer, CLOCK_MONOTONIC,
                                                CONTROL_REQUEST_TIMEOUT_USEC, 0, on_conn_timeout,
                                                c);
         if (r >= 0) {
@@ -166,16 +167,23 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
         return 0;
 }
 
-int control_server_new(Manager *m, const char *dir, ControlServer **ret, char **ret_error) {
+int control_server_new(sd_event *e, control_reload_t reload, void *userdata, const char *dir,
+                       ControlServer **ret, char **ret_error) {
         _cleanup_(control_server_freep) ControlServer *s = NULL;
         struct sockaddr_un un;
         socklen_t len;
         int r;
 
+        assert(e);
+        assert(reload);
+        assert(dir);
+
         s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
-        s->manager = m;
+        s->event = e;
+        s->reload = reload;
+        s->userdata = userdata;
         s->fd = -EBADF;
         if (asprintf(&s->path, "%s/%s", dir, CONTROL_SOCKET_NAME) < 0) {
                 s->path = NULL;
@@ -201,7 +209,7 @@ int control_server_new(Manager *m, const char *dir, ControlServer **ret, char **
         if (listen(s->fd, (int) CONTROL_CONNS_MAX) < 0)
                 return error_set(ret_error, -errno, "control socket %s: %s", s->path,
                                  strerror(errno));
-        r = sd_event_add_io(m->event, &s->accept_source, s->fd, EPOLLIN, on_accept, s);
+        r = sd_event_add_io(e, &s->accept_source, s->fd, EPOLLIN, on_accept, s);
         if (r < 0)
                 return error_set(ret_error, r, "control socket: %s", strerror(-r));
         (void) sd_event_source_set_description(s->accept_source, "control-accept");

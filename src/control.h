@@ -23,8 +23,6 @@
 
 #include "macro.h"
 
-struct Manager;
-
 #define CONTROL_SOCKET_NAME "control"
 #define CONTROL_REPLY_MAX (16U * 1024U)
 
@@ -35,9 +33,15 @@ typedef struct ControlServer ControlServer;
  * empty, or out of memory. */
 char *control_runtime_dir(const char *runtime_dirs);
 
-/* Listens on DIR/control (a stale socket there is replaced). Returns 0 or
- * a negative errno with *ret_error set. */
-int control_server_new(struct Manager *m, const char *dir, ControlServer **ret, char **ret_error);
+/* Runs one reload for a client: 0 when it took effect, or a negative errno
+ * and *ret_reason (malloc'ed, may be left NULL) saying why not. */
+typedef int (*control_reload_t)(void *userdata, char **ret_reason);
+
+/* Listens on DIR/control (a stale socket there is replaced) on the loop e;
+ * a client's "reload" calls reload(userdata). Returns 0 or a negative errno
+ * with *ret_error set. */
+int control_server_new(sd_event *e, control_reload_t reload, void *userdata, const char *dir,
+                       ControlServer **ret, char **ret_error);
 /* Stops listening and removes the socket. */
 ControlServer *control_server_free(ControlServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ControlServer *, control_server_free);

@@ -349,6 +349,22 @@ static void manager_describe_listener(Manager *m, char *buf, size_t size) {
         snprintf(buf, size, "%s (%s)", m->config.listen.spec, addr);
 }
 
+/* `tlsgate reload`, through the control socket: the reload of SIGHUP, with
+ * its outcome for the client. */
+static int on_control_reload(void *userdata, char **ret_reason) {
+        Manager *m = userdata;
+        int r;
+
+        if (m->shutting_down) {
+                *ret_reason = strdup("shutting down");
+                return -ESHUTDOWN;
+        }
+        r = reload_run(m, RELOAD_SIGNAL);
+        if (r < 0 && m->reload.last_error)
+                *ret_reason = strdup(m->reload.last_error);
+        return r;
+}
+
 int manager_load(Manager *m, char **ret_error) {
         _cleanup_(cert_bundle_unrefp) CertBundle *bundle = NULL;
         int r;
@@ -467,7 +483,8 @@ int manager_start(Manager *m, char **ret_error) {
                 _cleanup_free_ char *dir = control_runtime_dir(getenv("RUNTIME_DIRECTORY"));
                 _cleanup_free_ char *e = NULL;
 
-                if (dir && control_server_new(m, dir, &m->control, &e) < 0)
+                if (dir && control_server_new(m->event, on_control_reload, m, dir, &m->control,
+                                              &e) < 0)
                         log_warning("%s; systemctl reload cannot report the outcome",
                                     e ? e : "control socket: out of memory");
         }
