@@ -284,9 +284,14 @@ static int on_resume(sd_event_source *s, void *userdata) {
  * next loop iteration, after other connections had their turn: no epoll
  * event would wake it, since nothing it waits for is blocked. */
 int conn_schedule_resume(Conn *c) {
+        int r;
+
         if (c->resume)
                 return sd_event_source_set_enabled(c->resume, SD_EVENT_ONESHOT);
-        return sd_event_add_defer(c->server->event, &c->resume, on_resume, c);
+        r = sd_event_add_defer(c->server->event, &c->resume, on_resume, c);
+        if (r >= 0)
+                (void) sd_event_source_set_description(c->resume, "conn-resume");
+        return r;
 }
 
 void conn_pump(Conn *c) {

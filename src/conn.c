@@ -168,8 +168,11 @@ int conn_arm_deadline(Conn *c, usec_t timeout) {
                         r = sd_event_source_set_enabled(c->deadline, SD_EVENT_ONESHOT);
                 return r;
         }
-        return sd_event_add_time(c->server->event, &c->deadline, CLOCK_MONOTONIC, now + timeout,
-                                 0, on_deadline, c);
+        r = sd_event_add_time(c->server->event, &c->deadline, CLOCK_MONOTONIC, now + timeout, 0,
+                              on_deadline, c);
+        if (r >= 0)
+                (void) sd_event_source_set_description(c->deadline, "conn-deadline");
+        return r;
 }
 
 void conn_log_handshake_error(Conn *c, const char *reason) {
@@ -389,6 +392,7 @@ void conn_dial(Conn *c) {
         r = sd_event_add_io(s->event, &c->target_io, c->target_fd, EPOLLOUT | EPOLLET, on_target_io, c);
         if (r < 0)
                 return conn_dial_failed(c, -r);
+        (void) sd_event_source_set_description(c->target_io, "conn-target");
         conn_dial_connect(c);
 }
 
@@ -456,6 +460,7 @@ int conn_new(ConnServer *s, int fd, const struct sockaddr *peer, socklen_t peer_
         r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN | EPOLLET, on_client_io, c);
         if (r < 0)
                 goto fail;
+        (void) sd_event_source_set_description(c->io, "conn-client");
         r = conn_arm_deadline(c, s->config->connect_timeout);
         if (r < 0)
                 goto fail;
@@ -464,6 +469,7 @@ int conn_new(ConnServer *s, int fd, const struct sockaddr *peer, socklen_t peer_
                                                s->config->max_conn_lifetime, 0, on_lifetime, c);
                 if (r < 0)
                         goto fail;
+                (void) sd_event_source_set_description(c->lifetime, "conn-lifetime");
         }
         conn_log(c, LOG_DEBUG, 0, NULL, "conn %s: accepted from %s", c->id_str, c->peer);
         if (ret)
