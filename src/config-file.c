@@ -157,41 +157,6 @@ int config_parse_text(Config *c, const char *path, const char *text, size_t size
         return 0;
 }
 
-/* Reads at most max bytes of path into a NUL-terminated buffer. Returns
- * -EFBIG when there is more. Reads until EOF rather than trusting st_size,
- * so that pipes ("--config <(...)") work too. */
-static int read_bounded(const char *path, size_t max, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = -EBADF;
-        _cleanup_free_ char *buf = NULL;
-        size_t n = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        buf = malloc(max + 2);
-        if (!buf)
-                return -ENOMEM;
-        while (n <= max) {
-                ssize_t k = read(fd, buf + n, max + 1 - n);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
-        if (n > max) {
-                explicit_bzero(buf, n);
-                return -EFBIG;
-        }
-        buf[n] = '\0';
-        *ret = TAKE_PTR(buf);
-        *ret_size = n;
-        return 0;
-}
-
 int config_load_file(Config *c, const char *path, char **ret_error) {
         _cleanup_free_ char *text = NULL;
         size_t size;
@@ -200,7 +165,9 @@ int config_load_file(Config *c, const char *path, char **ret_error) {
         assert(c);
         assert(path);
 
-        r = read_bounded(path, CONFIG_FILE_MAX, &text, &size);
+        /* util.c's reader: until EOF (so a pipe, --config <(...), works), and
+         * the file may hold the storepass. */
+        r = read_file_erasable(path, CONFIG_FILE_MAX, &text, &size);
         if (r == -EFBIG)
                 return error_set(ret_error, r, _("%s: file too large (more than %u bytes)"), path,
                               (unsigned) CONFIG_FILE_MAX);
@@ -245,7 +212,7 @@ static int read_storepass(Config *c, char **ret_error) {
         size_t size, len;
         int r;
 
-        r = read_bounded(c->storepass_file, STOREPASS_FILE_MAX, &buf, &size);
+        r = read_file_erasable(c->storepass_file, STOREPASS_FILE_MAX, &buf, &size);
         if (r == -EFBIG)
                 return error_set(ret_error, r, _("--storepass-file %s: longer than %u bytes"),
                               c->storepass_file, (unsigned) STOREPASS_FILE_MAX);

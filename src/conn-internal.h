@@ -98,6 +98,8 @@ struct Conn {
 bool conn_quiet(const Conn *c, unsigned what);
 usec_t conn_age(const Conn *c);
 void conn_close(Conn *c);
+/* One more step of what the connection is doing: the handshake or the pump. */
+void conn_step(Conn *c);
 int conn_arm_deadline(Conn *c, usec_t timeout);
 void conn_log_handshake_error(Conn *c, const char *reason);
 void conn_dial(Conn *c);

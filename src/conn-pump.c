@@ -271,12 +271,7 @@ static int conn_update_events(Conn *c) {
 }
 
 static int on_resume(sd_event_source *s, void *userdata) {
-        Conn *c = userdata;
-
-        if (c->state == CONN_HANDSHAKE)
-                conn_handshake_step(c);
-        else if (c->state == CONN_PIPING)
-                conn_pump(c);
+        conn_step(userdata);
         return 0;
 }
 

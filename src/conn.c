@@ -398,13 +398,15 @@ void conn_dial(Conn *c) {
 
 /* --- I/O dispatch -------------------------------------------------------- */
 
-static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Conn *c = userdata;
-
+void conn_step(Conn *c) {
         if (c->state == CONN_HANDSHAKE)
                 conn_handshake_step(c);
         else if (c->state == CONN_PIPING)
                 conn_pump(c);
+}
+
+static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        conn_step(userdata);
         return 0;
 }
 
