@@ -274,7 +274,54 @@ static AuthzResult allow(const char **ret_rule, const char *rule) {
         return AUTHZ_ALLOW;
 }
 
-AuthzResult authz_check(const Config *c, const PeerIdentity *id, const char **ret_rule) {
+void access_rules_done(AccessRules *a) {
+        if (!a)
+                return;
+        strv_free(a->allow_cn);
+        strv_free(a->allow_ou);
+        strv_free(a->allow_dns);
+        strv_free(a->allow_ip);
+        strv_free(a->allow_uri);
+        strv_free(a->allow_spki_pin);
+        *a = (AccessRules) {};
+}
+
+static int strv_copy_into(char * const *from, char ***to) {
+        STRV_FOREACH(s, from)
+                if (strv_extend(to, *s) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+int access_rules_copy(const AccessRules *a, AccessRules **ret) {
+        _cleanup_(access_rules_freep) AccessRules *copy = NULL;
+
+        assert(a);
+        assert(ret);
+
+        copy = calloc(1, sizeof *copy);
+        if (!copy)
+                return -ENOMEM;
+        copy->allow_all = a->allow_all;
+        copy->disable_authentication = a->disable_authentication;
+        if (strv_copy_into(a->allow_cn, &copy->allow_cn) < 0 ||
+            strv_copy_into(a->allow_ou, &copy->allow_ou) < 0 ||
+            strv_copy_into(a->allow_dns, &copy->allow_dns) < 0 ||
+            strv_copy_into(a->allow_ip, &copy->allow_ip) < 0 ||
+            strv_copy_into(a->allow_uri, &copy->allow_uri) < 0 ||
+            strv_copy_into(a->allow_spki_pin, &copy->allow_spki_pin) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(copy);
+        return 0;
+}
+
+AccessRules *access_rules_free(AccessRules *a) {
+        access_rules_done(a);
+        free(a);
+        return NULL;
+}
+
+AuthzResult authz_check(const AccessRules *c, const PeerIdentity *id, const char **ret_rule) {
         if (!c)
                 return AUTHZ_DENY;
 

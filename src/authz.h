@@ -9,7 +9,26 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "macro.h"
+
+/* Who gets in: Ghostunnel's access flags (--allow-*,
+ * --disable-authentication). Config holds the settings' rules
+ * (Config.access); each credential generation keeps a copy of its own
+ * (Creds.access), so that a connection is judged by one generation of rules
+ * even when a reload replaces them during its handshake. */
+typedef struct AccessRules {
+        bool allow_all;
+        bool disable_authentication;
+        char **allow_cn, **allow_ou, **allow_dns, **allow_ip, **allow_uri;
+        char **allow_spki_pin;  /* as given; parsed by creds_new() (spki_pin_parse()) */
+} AccessRules;
+
+/* Frees the lists; the rules are empty again. */
+void access_rules_done(AccessRules *a);
+/* A new copy of a. Returns 0 or -ENOMEM. */
+int access_rules_copy(const AccessRules *a, AccessRules **ret);
+AccessRules *access_rules_free(AccessRules *a);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AccessRules *, access_rules_free);
 
 typedef struct PeerIdentity {
         char *cn;       /* last CommonName of the subject (as Go's), or NULL */
@@ -39,7 +58,7 @@ typedef enum AuthzResult {
  * --allow-all every client is allowed. On ALLOW, *ret_rule (if non-NULL)
  * points to a static description of the kind of rule that matched
  * ("allow-all", "allow-cn", ...). */
-AuthzResult authz_check(const Config *c, const PeerIdentity *id, const char **ret_rule);
+AuthzResult authz_check(const AccessRules *c, const PeerIdentity *id, const char **ret_rule);
 
 /* --allow-spki-pin: Ghostunnel's out-of-band key pinning, in the style of
  * RFC 7858 section 4.2. A pin is a digest of the DER SubjectPublicKeyInfo of

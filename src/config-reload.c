@@ -107,38 +107,3 @@ void config_swap_reloadable(Config *a, Config *b) {
                            sizeof a->from_credential[i]);
         }
 }
-
-static int strv_copy_into(char * const *from, char ***to) {
-        STRV_FOREACH(s, from)
-                if (strv_extend(to, *s) < 0)
-                        return -ENOMEM;
-        return 0;
-}
-
-int config_access_copy(const Config *c, Config **ret) {
-        _cleanup_(config_access_freep) Config *a = NULL;
-
-        assert(c);
-        assert(ret);
-
-        a = calloc(1, sizeof *a);
-        if (!a)
-                return -ENOMEM;
-        a->allow_all = c->allow_all;
-        a->disable_authentication = c->disable_authentication;
-        if (strv_copy_into(c->allow_cn, &a->allow_cn) < 0 ||
-            strv_copy_into(c->allow_ou, &a->allow_ou) < 0 ||
-            strv_copy_into(c->allow_dns, &a->allow_dns) < 0 ||
-            strv_copy_into(c->allow_ip, &a->allow_ip) < 0 ||
-            strv_copy_into(c->allow_uri, &a->allow_uri) < 0 ||
-            strv_copy_into(c->allow_spki_pin, &a->allow_spki_pin) < 0)
-                return -ENOMEM;
-        *ret = TAKE_PTR(a);
-        return 0;
-}
-
-Config *config_access_free(Config *c) {
-        config_done(c);
-        free(c);
-        return NULL;
-}

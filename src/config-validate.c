@@ -149,19 +149,19 @@ static int validate_credentials(const Config *c, char **ret_error) {
 }
 
 static int validate_access(const Config *c, char **ret_error) {
-        bool rules = c->allow_cn || c->allow_ou || c->allow_dns || c->allow_ip || c->allow_uri;
-        bool pins = c->allow_spki_pin;
+        bool rules = c->access.allow_cn || c->access.allow_ou || c->access.allow_dns || c->access.allow_ip || c->access.allow_uri;
+        bool pins = c->access.allow_spki_pin;
         int r;
 
-        if (!c->disable_authentication && !c->allow_all && !rules && !pins)
+        if (!c->access.disable_authentication && !c->access.allow_all && !rules && !pins)
                 return error_set(ret_error, -EINVAL, "%s",
                               _("at least one of --allow-all, --allow-cn, --allow-ou, --allow-dns, "
                                 "--allow-ip, --allow-uri, --allow-spki-pin or "
                                 "--disable-authentication is required"));
-        if (!c->disable_authentication && c->allow_all && (rules || pins))
+        if (!c->access.disable_authentication && c->access.allow_all && (rules || pins))
                 return error_set(ret_error, -EINVAL, "%s",
                               _("--allow-all is mutually exclusive with other access control flags"));
-        if (c->disable_authentication && (c->allow_all || rules || pins))
+        if (c->access.disable_authentication && (c->access.allow_all || rules || pins))
                 return error_set(ret_error, -EINVAL, "%s",
                               _("--disable-authentication is mutually exclusive with other access "
                                 "control flags"));
@@ -171,7 +171,7 @@ static int validate_access(const Config *c, char **ret_error) {
                               _("--allow-spki-pin is mutually exclusive with other access control "
                                 "flags"));
 
-        STRV_FOREACH(p, c->allow_spki_pin) {
+        STRV_FOREACH(p, c->access.allow_spki_pin) {
                 SpkiPin pin;
 
                 r = spki_pin_parse("allow-spki-pin", *p, &pin, ret_error);
@@ -179,13 +179,13 @@ static int validate_access(const Config *c, char **ret_error) {
                         return r;
         }
 
-        STRV_FOREACH(p, c->allow_uri)
+        STRV_FOREACH(p, c->access.allow_uri)
                 if (!uri_pattern_valid(*p))
                         return error_set(ret_error, -EINVAL,
                                       _("--allow-uri: invalid pattern \"%s\" ('**' may only be the last segment)"),
                                       *p);
 
-        STRV_FOREACH(ip, c->allow_ip) {
+        STRV_FOREACH(ip, c->access.allow_ip) {
                 unsigned char buf[sizeof(struct in6_addr)];
 
                 if (inet_pton(AF_INET, *ip, buf) != 1 && inet_pton(AF_INET6, *ip, buf) != 1)

@@ -274,40 +274,40 @@ const Option options[] = {
         { "auto-acme-renew-check-interval", OPTION_DURATION, OPTION_NONZERO,
           CFG(auto_acme_renew_check_interval), NULL, "DURATION",
           N_("How often the ACME certificate is checked for renewal, from 1s to 24h."), "10m" },
-        { "allow-all", OPTION_BOOL, OPTION_RELOADABLE, CFG(allow_all), NULL, NULL,
+        { "allow-all", OPTION_BOOL, OPTION_RELOADABLE, CFG(access.allow_all), NULL, NULL,
           N_("Allow every client with a valid certificate."), NULL },
         { "allow-cn", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
-          CFG(allow_cn), NULL, "CN",
+          CFG(access.allow_cn), NULL, "CN",
           N_("Allow clients with this subject common name (can be repeated)."), NULL },
         { "allow-ou", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
-          CFG(allow_ou), NULL, "OU",
+          CFG(access.allow_ou), NULL, "OU",
           N_("Allow clients with this organizational unit (can be repeated)."), NULL },
         { "allow-dns", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
-          CFG(allow_dns), NULL, "DNS",
+          CFG(access.allow_dns), NULL, "DNS",
           N_("Allow clients with this DNS subject alternative name (can be repeated)."), NULL },
         { "allow-ip", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
-          CFG(allow_ip), NULL, "IP",
+          CFG(access.allow_ip), NULL, "IP",
           N_("Allow clients with this IP subject alternative name (can be repeated)."), NULL },
         { "allow-uri", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
-          CFG(allow_uri), NULL, "URI",
+          CFG(access.allow_uri), NULL, "URI",
           N_("Allow clients with a URI subject alternative name matching this pattern; "
              "'*' matches one path segment, a final '**' any rest (can be repeated)."), NULL },
         { "allow-dns-san", OPTION_STRV,
           OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN | OPTION_RELOADABLE,
-          CFG(allow_dns), NULL, "DNS", NULL, NULL },
+          CFG(access.allow_dns), NULL, "DNS", NULL, NULL },
         { "allow-ip-san", OPTION_STRV,
           OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN | OPTION_RELOADABLE,
-          CFG(allow_ip), NULL, "IP", NULL, NULL },
+          CFG(access.allow_ip), NULL, "IP", NULL, NULL },
         { "allow-uri-san", OPTION_STRV,
           OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_HIDDEN | OPTION_RELOADABLE,
-          CFG(allow_uri), NULL, "URI", NULL, NULL },
+          CFG(access.allow_uri), NULL, "URI", NULL, NULL },
         { "allow-spki-pin", OPTION_STRV, OPTION_REPEATABLE | OPTION_NONEMPTY | OPTION_RELOADABLE,
-          CFG(allow_spki_pin), NULL, "PIN",
+          CFG(access.allow_spki_pin), NULL, "PIN",
           N_("Allow clients whose certificate's public key has this pin: ALGO:BASE64, the sha256, "
              "sha384 or sha512 digest of its DER SubjectPublicKeyInfo. The pin alone "
              "authenticates: the chain, --cacert, validity dates and key usage are not checked. "
              "Excludes the other access rules (can be repeated)."), NULL },
-        { "disable-authentication", OPTION_BOOL, OPTION_RELOADABLE, CFG(disable_authentication),
+        { "disable-authentication", OPTION_BOOL, OPTION_RELOADABLE, CFG(access.disable_authentication),
           NULL, NULL,
           N_("Do not ask clients for a certificate at all."), NULL },
         { "connect-timeout", OPTION_DURATION, OPTION_NONZERO, CFG(connect_timeout), NULL, "DURATION",
@@ -554,12 +554,7 @@ void config_done(Config *c) {
         free(c->auto_acme_email);
         free(c->auto_acme_ca);
         free(c->auto_acme_testca);
-        strv_free(c->allow_cn);
-        strv_free(c->allow_ou);
-        strv_free(c->allow_dns);
-        strv_free(c->allow_ip);
-        strv_free(c->allow_uri);
-        strv_free(c->allow_spki_pin);
+        access_rules_done(&c->access);
         address_done(&c->status);
         free(c->target_status);
         free(c->metrics_prefix);

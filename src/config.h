@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 #include "address.h"
+#include "authz.h"
 #include "macro.h"
 #include "proxy-protocol.h"
 
@@ -88,10 +89,7 @@ typedef struct Config {
         usec_t auto_acme_renew_check_interval; /* default 10m, RENEW_CHECK_INTERVAL_MIN..MAX */
 
         /* Authorization. */
-        bool allow_all;
-        bool disable_authentication;
-        char **allow_cn, **allow_ou, **allow_dns, **allow_ip, **allow_uri;
-        char **allow_spki_pin;  /* as given; parsed by creds_new() (spki_pin_parse()) */
+        AccessRules access;
 
         /* Timeouts (0 = off where the flag says so). */
         usec_t connect_timeout;   /* default 10s, must be > 0 */
@@ -219,15 +217,6 @@ int config_diff(const Config *a, const Config *b, bool reloadable, char ***ret);
 /* Exchanges the values of every reloadable setting between a and b. Cannot
  * fail; calling it twice restores both. */
 void config_swap_reloadable(Config *a, Config *b);
-
-/* A new Config holding copies of c's access rules only (--allow-*,
- * --allow-all, --disable-authentication), everything else zero: what
- * authz_check() reads. A credential keeps one, so that a connection is
- * verified and authorized by one generation of the settings even when a
- * reload replaces them during its handshake. Returns 0 or -ENOMEM. */
-int config_access_copy(const Config *c, Config **ret);
-Config *config_access_free(Config *c);
-DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_access_free);
 
 /* The ACME directory URL in effect (--auto-acme-testca wins over --auto-acme-ca). */
 const char *config_acme_directory(const Config *c);

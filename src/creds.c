@@ -357,7 +357,7 @@ Creds *creds_unref(Creds *c) {
         if (c->priority_probe)
                 gnutls_priority_deinit(c->priority_probe);
         cert_bundle_unref(c->bundle);
-        config_access_free(c->access);
+        access_rules_free(c->access);
         free(c->pins);
         verify_cache_free(c->verified);
         free(c);
@@ -412,13 +412,13 @@ int creds_new(const Config *c, CertBundle *bundle, gnutls_certificate_retrieve_f
         if (!cr)
                 return -ENOMEM;
         cr->n_ref = 1;
-        cr->request_client_cert = !c->disable_authentication;
+        cr->request_client_cert = !c->access.disable_authentication;
         /* The rules travel with the trust list: a connection is verified and
          * authorized by the generation it was accepted with. */
-        r = config_access_copy(c, &cr->access);
+        r = access_rules_copy(&c->access, &cr->access);
         if (r < 0)
                 return r;
-        r = creds_parse_pins(cr, c->allow_spki_pin, ret_error);
+        r = creds_parse_pins(cr, c->access.allow_spki_pin, ret_error);
         if (r < 0)
                 return r;
         if (cr->request_client_cert && cr->n_pins == 0) {

@@ -56,7 +56,7 @@ typedef struct Creds {
         gnutls_priority_t priority_probe; /* ACME probes: no session tickets */
         CertBundle *bundle;             /* what normal clients get; NULL until ACME obtained one */
         bool request_client_cert;       /* false with --disable-authentication */
-        Config *access;                 /* the access rules of this generation (authz_check()) */
+        AccessRules *access;            /* the access rules of this generation (authz_check()) */
         /* --allow-spki-pin, parsed: when there are pins they alone authenticate
          * the client, no chain is verified and nothing is cached. */
         SpkiPin *pins;

@@ -165,7 +165,7 @@ static void test_identity(void) {
 }
 
 /* Checks one config against one identity. */
-static void expect(int line, const Config *c, const PeerIdentity *id, AuthzResult expected,
+static void expect(int line, const AccessRules *c, const PeerIdentity *id, AuthzResult expected,
                    const char *rule) {
         const char *got = "untouched";
         AuthzResult a = authz_check(c, id, &got);
@@ -180,9 +180,9 @@ static void expect(int line, const Config *c, const PeerIdentity *id, AuthzResul
 #define ALLOWS(c, id, rule) expect(__LINE__, c, id, AUTHZ_ALLOW, rule)
 #define DENIES(c, id) expect(__LINE__, c, id, AUTHZ_DENY, NULL)
 
-/* A config allowing exactly one value through one rule. */
-static void config_one(Config *c, char ***list, const char *value) {
-        config_init(c);
+/* Rules allowing exactly one value through one rule. */
+static void config_one(AccessRules *c, char ***list, const char *value) {
+        *c = (AccessRules) {};
         if (value && strv_extend(list, value) < 0)
                 abort();
 }
@@ -196,14 +196,14 @@ static void test_rules(void) {
                 { GNUTLS_SAN_URI, "spiffe://example.org/ns/prod/sa/web", 0 },
         };
         PeerIdentity id = {}, bare = {};
-        Config c;
+        AccessRules c;
 
         if (!CHECK(identity_of("CN=alice,OU=eng,OU=ops", sans, ELEMENTSOF(sans), &id) == 0))
                 return;
         CHECK_INT_EQ(identity_of("OU=nobody", NULL, 0, &bare), 0);
 
         /* Nothing configured: fail closed. */
-        config_init(&c);
+        c = (AccessRules) {};
         DENIES(&c, &id);
         DENIES(&c, NULL);
         CHECK(authz_check(NULL, &id, NULL) == AUTHZ_DENY);
@@ -213,15 +213,15 @@ static void test_rules(void) {
         c.allow_all = false;
         c.disable_authentication = true;
         ALLOWS(&c, NULL, "disable-authentication");
-        config_done(&c);
+        access_rules_done(&c);
 
         static const struct {
-                size_t field; /* offset of the list in Config */
+                size_t field; /* offset of the list in AccessRules */
                 const char *value;
                 bool allow;
                 const char *rule;
         } table[] = {
-#define F(x) offsetof(Config, x)
+#define F(x) offsetof(AccessRules, x)
                 { F(allow_cn), "alice", true, "allow-cn" },
                 { F(allow_cn), "Alice", false, NULL },      /* case-sensitive */
                 { F(allow_cn), "bob", false, NULL },
@@ -268,24 +268,24 @@ static void test_rules(void) {
                         DENIES(&c, &id);
                 /* The same rule never lets a certificate without such values in. */
                 DENIES(&c, &bare);
-                config_done(&c);
+                access_rules_done(&c);
         }
 
         /* Any one matching rule is enough, whichever it is. */
-        config_init(&c);
+        c = (AccessRules) {};
         strv_extend(&c.allow_cn, "bob");
         strv_extend(&c.allow_dns, "other.example.com");
         strv_extend(&c.allow_uri, "spiffe://example.org/ns/*/sa/web");
         ALLOWS(&c, &id, "allow-uri");
         strv_extend(&c.allow_cn, "alice");
         ALLOWS(&c, &id, "allow-cn");
-        config_done(&c);
+        access_rules_done(&c);
 
         /* OU=nobody is allowed by its OU only. */
         config_one(&c, &c.allow_ou, "nobody");
         ALLOWS(&c, &bare, "allow-ou");
         DENIES(&c, &id);
-        config_done(&c);
+        access_rules_done(&c);
 
         peer_identity_done(&id);
         peer_identity_done(&bare);
@@ -419,7 +419,7 @@ static void check_near_misses(int line, size_t field, const NearMiss *t, size_t 
                 PeerIdentity id = {};
                 AuthzResult a = AUTHZ_DENY;
                 bool extracted = false;
-                Config c;
+                AccessRules c;
 
                 if (!test_record(crt, __FILE__, line, "near-miss certificate built"))
                         continue;
@@ -438,11 +438,11 @@ static void check_near_misses(int line, size_t field, const NearMiss *t, size_t 
                                 a == AUTHZ_ALLOW ? "ALLOW" : "DENY",
                                 extracted ? "" : " (identity not extracted)");
                 peer_identity_done(&id);
-                config_done(&c);
+                access_rules_done(&c);
         }
 }
 #define NEAR_MISSES(field, table) \
-        check_near_misses(__LINE__, offsetof(Config, field), table, ELEMENTSOF(table))
+        check_near_misses(__LINE__, offsetof(AccessRules, field), table, ELEMENTSOF(table))
 
 #define DNS(t) { GNUTLS_SAN_DNSNAME, t, 0 }
 #define IP(t) { GNUTLS_SAN_IPADDRESS, t, 0 }
@@ -618,7 +618,7 @@ static void test_last_cn_counts(void) {
                 char first[64], last[64];
                 size_t n0 = sizeof(first), n1 = sizeof(last);
                 PeerIdentity id = {};
-                Config c;
+                AccessRules c;
 
                 if (!CHECK(crt))
                         continue;
@@ -632,10 +632,10 @@ static void test_last_cn_counts(void) {
                 CHECK_STR_EQ(id.cn, last);
                 config_one(&c, &c.allow_cn, first);
                 DENIES(&c, &id);
-                config_done(&c);
+                access_rules_done(&c);
                 config_one(&c, &c.allow_cn, last);
                 ALLOWS(&c, &id, "allow-cn");
-                config_done(&c);
+                access_rules_done(&c);
                 peer_identity_done(&id);
                 gnutls_x509_crt_deinit(crt);
         }

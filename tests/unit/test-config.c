@@ -102,9 +102,9 @@ static void test_defaults(void) {
         CHECK_INT_EQ(c.cipher_suites[1], CIPHER_CHACHA);
         CHECK_INT_EQ(c.quiet, 0);
         CHECK(!c.listen_set && !c.target_set && !c.unsafe_target);
-        CHECK(!c.allow_all && !c.disable_authentication);
+        CHECK(!c.access.allow_all && !c.access.disable_authentication);
         CHECK(!c.keystore && !c.storepass && !c.cert && !c.key && !c.cacert);
-        CHECK(!c.allow_cn && !c.allow_ou && !c.allow_dns && !c.allow_ip && !c.allow_uri);
+        CHECK(!c.access.allow_cn && !c.access.allow_ou && !c.access.allow_dns && !c.access.allow_ip && !c.access.allow_uri);
         config_done(&c);
 }
 
@@ -127,11 +127,11 @@ static void check_all_flags(char *argv[]) {
         CHECK_STR_EQ(c.keystore, "ks.p12");
         CHECK_STR_EQ(c.storepass, "s3cret=x");
         CHECK_STR_EQ(c.cacert, "ca.pem");
-        CHECK_STR_EQ(c.allow_cn[0], "client");
-        CHECK_STR_EQ(c.allow_ou[0], "ops");
-        CHECK_STR_EQ(c.allow_dns[0], "a.example");
-        CHECK_STR_EQ(c.allow_ip[0], "10.0.0.1");
-        CHECK_STR_EQ(c.allow_uri[0], "spiffe://x/*");
+        CHECK_STR_EQ(c.access.allow_cn[0], "client");
+        CHECK_STR_EQ(c.access.allow_ou[0], "ops");
+        CHECK_STR_EQ(c.access.allow_dns[0], "a.example");
+        CHECK_STR_EQ(c.access.allow_ip[0], "10.0.0.1");
+        CHECK_STR_EQ(c.access.allow_uri[0], "spiffe://x/*");
         CHECK_U64_EQ(c.connect_timeout, 500 * USEC_PER_MSEC);
         CHECK_U64_EQ(c.close_timeout, 90 * USEC_PER_SEC);
         CHECK_U64_EQ(c.max_conn_lifetime, USEC_PER_HOUR);
@@ -171,7 +171,7 @@ static void check_bool(char *argv[], bool expected) {
         config_init(&c);
         CHECK_INT_EQ(parse_args(&c, &err, NULL, argv), 0);
         CHECK(err == NULL);
-        CHECK_INT_EQ(c.allow_all, expected);
+        CHECK_INT_EQ(c.access.allow_all, expected);
         config_done(&c);
 }
 
@@ -206,18 +206,18 @@ static void test_repeatable(void) {
                                      "--allow-ou=o2", "--allow-ou=o1")),
                      0);
         CHECK(err == NULL);
-        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
-        CHECK_STR_EQ(c.allow_cn[0], "a");
-        CHECK_STR_EQ(c.allow_cn[1], "b");
-        CHECK_INT_EQ(strv_length(c.allow_dns), 2);
-        CHECK_STR_EQ(c.allow_dns[0], "x");
-        CHECK_STR_EQ(c.allow_dns[1], "y");
-        CHECK_INT_EQ(strv_length(c.allow_ip), 2);
-        CHECK_STR_EQ(c.allow_ip[0], "::1");
-        CHECK_STR_EQ(c.allow_ip[1], "127.0.0.1");
-        CHECK_INT_EQ(strv_length(c.allow_uri), 2);
-        CHECK_STR_EQ(c.allow_uri[0], "spiffe://a");
-        CHECK_INT_EQ(strv_length(c.allow_ou), 3);
+        CHECK_INT_EQ(strv_length(c.access.allow_cn), 2);
+        CHECK_STR_EQ(c.access.allow_cn[0], "a");
+        CHECK_STR_EQ(c.access.allow_cn[1], "b");
+        CHECK_INT_EQ(strv_length(c.access.allow_dns), 2);
+        CHECK_STR_EQ(c.access.allow_dns[0], "x");
+        CHECK_STR_EQ(c.access.allow_dns[1], "y");
+        CHECK_INT_EQ(strv_length(c.access.allow_ip), 2);
+        CHECK_STR_EQ(c.access.allow_ip[0], "::1");
+        CHECK_STR_EQ(c.access.allow_ip[1], "127.0.0.1");
+        CHECK_INT_EQ(strv_length(c.access.allow_uri), 2);
+        CHECK_STR_EQ(c.access.allow_uri[0], "spiffe://a");
+        CHECK_INT_EQ(strv_length(c.access.allow_ou), 3);
         config_done(&c);
 
         PARSE_ERROR("--allow-cn: value must not be empty", "--allow-cn=");
@@ -435,9 +435,9 @@ static void test_set_option(void) {
         CHECK_INT_EQ(config_set_option(&c, "cert", "b.pem", &err), 0);
         CHECK_STR_EQ(c.cert, "b.pem");
         CHECK_INT_EQ(config_set_option(&c, "allow-all", NULL, &err), 0);
-        CHECK(c.allow_all);
+        CHECK(c.access.allow_all);
         CHECK_INT_EQ(config_set_option(&c, "no-allow-all", NULL, &err), 0);
-        CHECK(!c.allow_all);
+        CHECK(!c.access.allow_all);
         CHECK(err == NULL);
 
         CHECK_INT_EQ(config_set_option(&c, "nope", "1", &err), -ENOENT);
@@ -687,16 +687,16 @@ static void test_file_syntax(void) {
         CHECK_STR_EQ(c.cert, "c.pem");
         CHECK_STR_EQ(c.key, "k.pem");
         CHECK_STR_EQ(c.storepass, "a=b #c");
-        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
-        CHECK_STR_EQ(c.allow_cn[0], "one");
-        CHECK_STR_EQ(c.allow_cn[1], "two words");
-        CHECK_INT_EQ(strv_length(c.allow_dns), 2);
-        CHECK_STR_EQ(c.allow_dns[0], "a.example");
-        CHECK_STR_EQ(c.allow_dns[1], "b.example");
-        CHECK_STR_EQ(c.allow_uri[0], "spiffe://x/#frag");
-        CHECK(c.allow_all);
+        CHECK_INT_EQ(strv_length(c.access.allow_cn), 2);
+        CHECK_STR_EQ(c.access.allow_cn[0], "one");
+        CHECK_STR_EQ(c.access.allow_cn[1], "two words");
+        CHECK_INT_EQ(strv_length(c.access.allow_dns), 2);
+        CHECK_STR_EQ(c.access.allow_dns[0], "a.example");
+        CHECK_STR_EQ(c.access.allow_dns[1], "b.example");
+        CHECK_STR_EQ(c.access.allow_uri[0], "spiffe://x/#frag");
+        CHECK(c.access.allow_all);
         CHECK(!c.unsafe_target);
-        CHECK(c.disable_authentication);
+        CHECK(c.access.disable_authentication);
         CHECK_U64_EQ(c.connect_timeout, 90 * USEC_PER_SEC);
         CHECK_INT_EQ(c.quiet, QUIET_CONNS | QUIET_HANDSHAKE_ERRS);
         CHECK(c.cacert == NULL);
@@ -713,9 +713,9 @@ static void test_file_syntax(void) {
                      0);
         CHECK(err == NULL);
         CHECK_STR_EQ(c.listen.spec, ":1");
-        CHECK(c.allow_all);
-        CHECK_STR_EQ(c.allow_cn[0], "x");
-        CHECK_STR_EQ(c.allow_ou[0], "last");
+        CHECK(c.access.allow_all);
+        CHECK_STR_EQ(c.access.allow_cn[0], "x");
+        CHECK_STR_EQ(c.access.allow_ou[0], "last");
         config_done(&c);
 
         /* Booleans. */
@@ -724,11 +724,11 @@ static void test_file_syntax(void) {
                                "allow-all = false\nunsafe-target=1\nno-disable-authentication\n",
                                &err),
                      0);
-        CHECK(!c.allow_all && c.unsafe_target && !c.disable_authentication);
+        CHECK(!c.access.allow_all && c.unsafe_target && !c.access.disable_authentication);
         config_done(&c);
         config_init(&c);
         CHECK_INT_EQ(load_text(&c, "allow-all = True\n", &err), 0);
-        CHECK(c.allow_all);
+        CHECK(c.access.allow_all);
         config_done(&c);
 
         /* Empty files, and values that are only blanks. */
@@ -737,13 +737,13 @@ static void test_file_syntax(void) {
         CHECK_INT_EQ(load_text(&c, "\n\n# only comments\n", &err), 0);
         CHECK_INT_EQ(load_text(&c, "storepass =   \t\n", &err), 0);
         CHECK_STR_EQ(c.storepass, "");
-        CHECK(!c.listen_set && !c.allow_all);
+        CHECK(!c.listen_set && !c.access.allow_all);
         config_done(&c);
 
         /* Pure parsing, without a file. */
         config_init(&c);
         CHECK_INT_EQ(config_parse_text(&c, "inline", "allow-cn = a\nallow-cn = b", 25, &err), 0);
-        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
+        CHECK_INT_EQ(strv_length(c.access.allow_cn), 2);
         CHECK_INT_EQ(config_parse_text(&c, "inline", "listen = ::1:1", 14, &err), -EINVAL);
         CHECK_STR_EQ(err, "inline:1: listen: invalid address \"::1:1\": IPv6 addresses must be in "
                           "brackets, as in [::1]:8443");
@@ -805,7 +805,7 @@ static void test_file_limits(void) {
         config_init(&c);
         CHECK_INT_EQ(load_text(&c, line, &err), 0);
         CHECK(err == NULL);
-        CHECK_INT_EQ(strlen(c.allow_cn[0]), CONFIG_LINE_MAX - n);
+        CHECK_INT_EQ(strlen(c.access.allow_cn[0]), CONFIG_LINE_MAX - n);
         config_done(&c);
 
         /* One more byte is not, with or without a line ending. */
@@ -896,7 +896,7 @@ static void test_file_override(void) {
         CHECK(err == NULL);
         CHECK_STR_EQ(c.config_file, path);
         CHECK_STR_EQ(c.listen.spec, "127.0.0.1:8443");
-        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
+        CHECK_INT_EQ(strv_length(c.access.allow_cn), 2);
         CHECK_INT_EQ(config_validate(&c, &err), 0);
         config_done(&c);
 
@@ -919,12 +919,12 @@ static void test_file_override(void) {
                 CHECK(err == NULL);
                 CHECK_STR_EQ(c.listen.spec, "[::1]:9443");
                 CHECK_STR_EQ(c.target.spec, "localhost:8080");
-                CHECK_INT_EQ(strv_length(c.allow_cn), 1);
-                CHECK_STR_EQ(c.allow_cn[0], "c");
-                CHECK_INT_EQ(strv_length(c.allow_dns), 1);
-                CHECK_STR_EQ(c.allow_dns[0], "e.example");
-                CHECK_INT_EQ(strv_length(c.allow_ou), 1);
-                CHECK_STR_EQ(c.allow_ou[0], "ops");
+                CHECK_INT_EQ(strv_length(c.access.allow_cn), 1);
+                CHECK_STR_EQ(c.access.allow_cn[0], "c");
+                CHECK_INT_EQ(strv_length(c.access.allow_dns), 1);
+                CHECK_STR_EQ(c.access.allow_dns[0], "e.example");
+                CHECK_INT_EQ(strv_length(c.access.allow_ou), 1);
+                CHECK_STR_EQ(c.access.allow_ou[0], "ops");
                 CHECK_INT_EQ(c.quiet, QUIET_HANDSHAKE_ERRS);
                 CHECK_U64_EQ(c.connect_timeout, 5 * USEC_PER_SEC);
                 CHECK_STR_EQ(c.cert, "c.pem");
@@ -934,9 +934,9 @@ static void test_file_override(void) {
         /* Several flags of one list on the command line all count. */
         config_init(&c);
         CHECK_INT_EQ(PARSE(&c, &err, "--allow-cn=x", "--config", path, "--allow-cn=y"), 0);
-        CHECK_INT_EQ(strv_length(c.allow_cn), 2);
-        CHECK_STR_EQ(c.allow_cn[0], "x");
-        CHECK_STR_EQ(c.allow_cn[1], "y");
+        CHECK_INT_EQ(strv_length(c.access.allow_cn), 2);
+        CHECK_STR_EQ(c.access.allow_cn[0], "x");
+        CHECK_STR_EQ(c.access.allow_cn[1], "y");
         config_done(&c);
 
         /* An empty value on the command line clears a path from the file. */
@@ -957,7 +957,7 @@ static void test_file_override(void) {
                 CHECK_INT_EQ(PARSE(&c, &err, "--config", p2, "--no-allow-all",
                                    "--unsafe-target=false"),
                              0);
-                CHECK(!c.allow_all && !c.unsafe_target);
+                CHECK(!c.access.allow_all && !c.unsafe_target);
                 config_done(&c);
         }
 

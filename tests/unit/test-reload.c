@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The pure parts of reload: which settings changed (config_diff()), moving
  * the reloadable ones between two configurations (config_swap_reloadable())
- * and the access rules a credential keeps (config_access_copy()). */
+ * and the access rules a credential keeps (access_rules_copy()). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -131,28 +131,28 @@ static void test_swap(void) {
         CHECK_STR_EQ(a.storepass, "pw");
         CHECK(!a.cert && !a.key);
         CHECK_STR_EQ(a.cacert, "ca.pem");
-        CHECK(!a.allow_cn);
-        CHECK_STR_EQ(a.allow_ou[0], "ops");
+        CHECK(!a.access.allow_cn);
+        CHECK_STR_EQ(a.access.allow_ou[0], "ops");
         /* --allow-dns and --allow-dns-san share a field: swapped once. */
-        CHECK_STR_EQ(a.allow_dns[0], "b.example");
+        CHECK_STR_EQ(a.access.allow_dns[0], "b.example");
         CHECK_STR_EQ(a.target.spec, "127.0.0.1:2");
         CHECK_U64_EQ(a.connect_timeout, 10 * USEC_PER_SEC);
         /* b: the other way round. */
         CHECK_STR_EQ(b.cert, "a.pem");
         CHECK_STR_EQ(b.key, "a.key");
         CHECK(!b.keystore && !b.storepass && !b.cacert);
-        CHECK_STR_EQ(b.allow_cn[0], "x");
-        CHECK_STR_EQ(b.allow_dns[0], "a.example");
+        CHECK_STR_EQ(b.access.allow_cn[0], "x");
+        CHECK_STR_EQ(b.access.allow_dns[0], "a.example");
         CHECK_STR_EQ(b.target.spec, "127.0.0.1:3");
         CHECK_U64_EQ(b.connect_timeout, 3 * USEC_PER_SEC);
 
         /* Twice restores both. */
         config_swap_reloadable(&a, &b);
         CHECK_STR_EQ(a.cert, "a.pem");
-        CHECK_STR_EQ(a.allow_cn[0], "x");
-        CHECK_STR_EQ(a.allow_dns[0], "a.example");
+        CHECK_STR_EQ(a.access.allow_cn[0], "x");
+        CHECK_STR_EQ(a.access.allow_dns[0], "a.example");
         CHECK_STR_EQ(b.keystore, "b.p12");
-        CHECK_STR_EQ(b.allow_dns[0], "b.example");
+        CHECK_STR_EQ(b.access.allow_dns[0], "b.example");
         CHECK_INT_EQ(config_diff(&a, &b, false, &names), 0);
         CHECK_NAMES(names, "target", "connect-timeout");
 
@@ -162,7 +162,7 @@ static void test_swap(void) {
 }
 
 static void test_access_copy(void) {
-        _cleanup_(config_access_freep) Config *copy = NULL;
+        _cleanup_(access_rules_freep) AccessRules *copy = NULL;
         PeerIdentity id = { .cn = (char *) "x" };
         const char *rule = NULL;
         Config a;
@@ -170,13 +170,12 @@ static void test_access_copy(void) {
         parse(&a, ARGV("--listen", "127.0.0.1:1", "--target", "127.0.0.1:2", "--cert", "a.pem",
                        "--key", "a.key", "--cacert", "ca.pem", "--allow-cn", "x",
                        "--allow-uri", "spiffe://x/*"));
-        CHECK_INT_EQ(config_access_copy(&a, &copy), 0);
-        CHECK(copy && copy != &a);
-        /* Rules only; nothing else is kept. */
-        CHECK(copy->allow_cn && copy->allow_cn != a.allow_cn);
+        CHECK_INT_EQ(access_rules_copy(&a.access, &copy), 0);
+        CHECK(copy && copy != &a.access);
+        /* A copy of its own. */
+        CHECK(copy->allow_cn && copy->allow_cn != a.access.allow_cn);
         CHECK_STR_EQ(copy->allow_cn[0], "x");
         CHECK_STR_EQ(copy->allow_uri[0], "spiffe://x/*");
-        CHECK(!copy->cert && !copy->key && !copy->cacert && !copy->listen.spec);
         CHECK(!copy->allow_all && !copy->disable_authentication);
         CHECK(authz_check(copy, &id, &rule) == AUTHZ_ALLOW);
         CHECK_STR_EQ(rule, "allow-cn");
@@ -186,12 +185,12 @@ static void test_access_copy(void) {
         CHECK(authz_check(copy, &id, NULL) == AUTHZ_ALLOW);
         id.cn = (char *) "y";
         CHECK(authz_check(copy, &id, NULL) == AUTHZ_DENY);
-        CHECK(config_access_free(NULL) == NULL);
+        CHECK(access_rules_free(NULL) == NULL);
 
         parse(&a, ARGV("--listen", "127.0.0.1:1", "--target", "127.0.0.1:2", "--cert", "a.pem",
                        "--key", "a.key", "--disable-authentication"));
-        copy = config_access_free(copy);
-        CHECK_INT_EQ(config_access_copy(&a, &copy), 0);
+        copy = access_rules_free(copy);
+        CHECK_INT_EQ(access_rules_copy(&a.access, &copy), 0);
         CHECK(copy->disable_authentication);
         CHECK(authz_check(copy, NULL, &rule) == AUTHZ_ALLOW);
         CHECK_STR_EQ(rule, "disable-authentication");
@@ -201,7 +200,7 @@ static void test_access_copy(void) {
 /* --allow-spki-pin is an access rule like the others: reloadable, swapped,
  * kept in the credential's copy. */
 static void test_spki_pins(void) {
-        _cleanup_(config_access_freep) Config *copy = NULL;
+        _cleanup_(access_rules_freep) AccessRules *copy = NULL;
         _cleanup_strv_free_ char **restart = NULL, **reloadable = NULL;
         Config a, b;
 
@@ -215,14 +214,14 @@ static void test_spki_pins(void) {
         CHECK_INT_EQ(config_diff(&a, &b, true, &reloadable), 0);
         CHECK_NAMES(reloadable, "allow-spki-pin");
 
-        CHECK_INT_EQ(config_access_copy(&a, &copy), 0);
-        CHECK(copy->allow_spki_pin && copy->allow_spki_pin != a.allow_spki_pin);
+        CHECK_INT_EQ(access_rules_copy(&a.access, &copy), 0);
+        CHECK(copy->allow_spki_pin && copy->allow_spki_pin != a.access.allow_spki_pin);
         CHECK_INT_EQ(strv_length(copy->allow_spki_pin), 2);
         CHECK_STR_EQ(copy->allow_spki_pin[1], "sha384:BBBB");
 
         config_swap_reloadable(&a, &b);
-        CHECK_INT_EQ(strv_length(a.allow_spki_pin), 1);
-        CHECK_INT_EQ(strv_length(b.allow_spki_pin), 2);
+        CHECK_INT_EQ(strv_length(a.access.allow_spki_pin), 1);
+        CHECK_INT_EQ(strv_length(b.access.allow_spki_pin), 2);
         config_done(&a);
         config_done(&b);
         CHECK_STR_EQ(copy->allow_spki_pin[0], "sha256:AAAA");
