@@ -232,18 +232,11 @@ ControlServer *control_server_free(ControlServer *s) {
         return NULL;
 }
 
-static usec_t now_monotonic(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
-
 int control_request_reload(const char *dir, usec_t timeout, char **ret_reason) {
         _cleanup_free_ char *path = NULL, *reply = NULL;
         struct sockaddr_un un;
         socklen_t len;
-        usec_t deadline = now_monotonic() + timeout;
+        usec_t deadline = now_usec(CLOCK_MONOTONIC) + timeout;
         ssize_t n;
         int fd, r;
 
@@ -264,7 +257,7 @@ int control_request_reload(const char *dir, usec_t timeout, char **ret_reason) {
                 return r;
         }
         for (;;) {
-                usec_t now = now_monotonic();
+                usec_t now = now_usec(CLOCK_MONOTONIC);
                 struct pollfd p = { .fd = fd, .events = POLLIN };
 
                 if (now >= deadline) {

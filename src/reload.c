@@ -41,14 +41,6 @@ static char *join(char **l, const char *sep) {
         return s;
 }
 
-static usec_t now_usec(clockid_t clock) {
-        struct timespec ts;
-
-        if (clock_gettime(clock, &ts) < 0)
-                return 0;
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
-
 /* SHA-256 of a file's bytes: whether the CA bundle changed since it was
  * loaded. A few KiB to a few hundred KiB, read on the loop like the
  * certificate files themselves. */

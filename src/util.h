@@ -1,7 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <time.h>
+
 #include "macro.h"
+
+/* The clock's time in microseconds; 0 if it cannot be read. */
+static inline usec_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        if (clock_gettime(clock, &ts) < 0)
+                return 0;
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000U;
+}
 
 /* For functions that return a negative errno plus a message for the user:
  * sets *ret_error to a malloc'ed message (NULL if out of memory) and

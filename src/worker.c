@@ -287,17 +287,10 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-static usec_t now_monotonic(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000U;
-}
-
 static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
         Worker *w = userdata;
 
-        atomic_store(&w->beat, now_monotonic());
+        atomic_store(&w->beat, now_usec(CLOCK_MONOTONIC));
         return sd_event_source_set_time_relative(s, w->pool->heartbeat_usec);
 }
 
@@ -407,7 +400,7 @@ int worker_pool_watch(WorkerPool *p, usec_t period) {
         for (unsigned i = 1; i < p->n; i++) {
                 Worker *w = &p->workers[i];
 
-                atomic_store(&w->beat, now_monotonic());
+                atomic_store(&w->beat, now_usec(CLOCK_MONOTONIC));
                 r = sd_event_add_time_relative(w->event, &w->heartbeat, CLOCK_MONOTONIC, period,
                                                period / 4, on_heartbeat, w);
                 if (r < 0)
@@ -421,7 +414,7 @@ int worker_pool_watch(WorkerPool *p, usec_t period) {
 }
 
 bool worker_pool_stalled(WorkerPool *p, usec_t max_age, unsigned *ret_index, usec_t *ret_age) {
-        usec_t now = now_monotonic();
+        usec_t now = now_usec(CLOCK_MONOTONIC);
 
         for (unsigned i = 1; p && i < p->n; i++) {
                 Worker *w = &p->workers[i];

@@ -28,6 +28,7 @@
 #include <strings.h>
 
 #include "fuzz-util.h"
+#include "http-request-compare.h"
 #include "http-request.h"
 #include "macro.h"
 
@@ -204,21 +205,6 @@ static bool span_is(const char *p, size_t n, const char *s) {
         return n == strlen(s) && (n == 0 || memcmp(p, s, n) == 0);
 }
 
-/* Same fields, and the pointers at the same offsets of their buffers. */
-static bool same_request(const HttpRequest *a, const char *abuf, const HttpRequest *b,
-                         const char *bbuf) {
-#define SAME_SPAN(f)                                                                             \
-        (a->f##_len == b->f##_len && (!a->f) == (!b->f) &&                                     \
-         (!a->f || a->f##_len == 0 || memcmp(a->f, b->f, a->f##_len) == 0))
-        return SAME_SPAN(method) && SAME_SPAN(target) && SAME_SPAN(path) && SAME_SPAN(query) &&
-               a->method - abuf == b->method - bbuf && a->target - abuf == b->target - bbuf &&
-               a->version_minor == b->version_minor &&
-               a->has_content_length == b->has_content_length &&
-               a->content_length == b->content_length && a->chunked == b->chunked &&
-               a->head_len == b->head_len;
-#undef SAME_SPAN
-}
-
 static void check_shape(const char *buf, size_t size, const HttpRequest *req) {
         const char *head_end = buf + req->head_len;
 
@@ -297,7 +283,7 @@ static int split_at(const Splits *sp, size_t k) {
                 CHECK(k < HTTP_REQUEST_HEAD_MAX);
         else {
                 CHECK(rk == sp->r);
-                CHECK(rk == 0 ? same_request(&req, part, sp->whole, (const char *) sp->data)
+                CHECK(rk == 0 ? http_request_same(&req, part, sp->whole, (const char *) sp->data)
                               : reason == sp->whole_reason);
         }
         return rk;

@@ -13,7 +13,7 @@ import pytest
 
 import tg_daemon
 from tg_clients import client_context, tcp_connect
-from tg_http import Resp, http
+from tg_http import Resp, http, read_to_eof
 
 
 def start_status(start_proxy, target, https=False, extra=()):
@@ -114,15 +114,10 @@ def test_byte_by_byte_and_all_at_once_agree(start_proxy, backend):
             for i in range(len(raw)):
                 s.sendall(raw[i:i + 1])
                 time.sleep(0.002)
-            data = bytearray()
-            for _ in range(1000):
-                d = s.recv(65536)
-                if not d:
-                    break
-                data += d
+            data = read_to_eof(s, rounds=1000)
         finally:
             s.close()
-        split = Resp(bytes(data))
+        split = Resp(data)
         assert split.status == whole.status, (raw, split, whole)
         assert split.headers["content-type"] == whole.headers["content-type"], (raw, split)
         if whole.status != 200:

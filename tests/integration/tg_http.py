@@ -26,6 +26,19 @@ class Resp:
         return "<Resp %d %r>" % (self.status, self.raw[:400])
 
 
+def read_to_eof(s, rounds=None):
+    """Everything s receives until the peer closes (at most rounds reads)."""
+    data = bytearray()
+    n = 0
+    while rounds is None or n < rounds:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+        n += 1
+    return bytes(data)
+
+
 def http(addr, path="/_status", method="GET", ctx=None, body=None, raw=None, timeout=5.0):
     """One request, read to EOF (the server closes every connection)."""
     s = tcp_connect(addr, timeout)
@@ -39,12 +52,7 @@ def http(addr, path="/_status", method="GET", ctx=None, body=None, raw=None, tim
             raw = raw.encode() + b"\r\n" + (body or b"")
         s.sendall(raw)
         s.settimeout(timeout)
-        data = bytearray()
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = read_to_eof(s)
     finally:
         s.close()
-    return Resp(bytes(data))
+    return Resp(data)

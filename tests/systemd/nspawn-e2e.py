@@ -848,6 +848,18 @@ class Client:
             pass
 
 
+def activate(ct, sock, port):
+    """A connection to sock's port that starts its service (the caller
+    closes it); a refusal is only logged: the socket may have given up."""
+    s = ct.socket()
+    s.settimeout(5)
+    try:
+        s.connect(("127.0.0.1", port))
+    except OSError as e:
+        log("      connecting to %s: %s" % (sock, e))
+    return s
+
+
 def echo_once(ct, port, sni, cafile, cert, data, timeout=10):
     """One connection that echoes data: True, or the error it met."""
     try:
@@ -1049,12 +1061,7 @@ def root_only_key_checks(ct):
           "[Socket]\nListenStream=\nListenStream=%d\n" % ROOTKEY_PORT)
     ct.exec(["systemctl", "daemon-reload"])
     ct.exec(["systemctl", "start", sock])
-    s = ct.socket()
-    s.settimeout(5)
-    try:
-        s.connect(("127.0.0.1", ROOTKEY_PORT))
-    except OSError as e:
-        log("      connecting to %s: %s" % (sock, e))
+    s = activate(ct, sock, ROOTKEY_PORT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and ct.prop(svc, "ExecMainStatus") != "2":
         time.sleep(0.2)
@@ -1334,12 +1341,7 @@ def checks(ct, pki, tmp):
     fr_svc, fr_sock = "tlsgate@fresh.service", "tlsgate@fresh.socket"
     ct.exec(["systemctl", "enable", "--now", fr_sock])
     check(ct.prop(fr_sock, "ActiveState") == "active", "%s listening" % fr_sock)
-    s = ct.socket()
-    s.settimeout(5)
-    try:
-        s.connect(("127.0.0.1", FRESH_PORT))
-    except OSError as e:
-        log("      connecting to %s: %s" % (fr_sock, e))
+    s = activate(ct, fr_sock, FRESH_PORT)
     deadline = time.monotonic() + 30
     while (time.monotonic() < deadline
            and ct.prop(fr_sock, "Result") != "service-start-limit-hit"):

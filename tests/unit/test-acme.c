@@ -36,6 +36,7 @@
 #include "jws.h"
 #include "log.h"
 #include "test-util.h"
+#include "util.h"
 
 #define DOMAIN "test.example"
 #define ORDER_TIMEOUT (60 * USEC_PER_SEC)
@@ -75,13 +76,6 @@ static const char *const env_c[] = {
         "PEBBLE_VA_NOSLEEP=1", "PEBBLE_VA_ALWAYS_VALID=0", "PEBBLE_WFE_NONCEREJECT=0",
         "PEBBLE_AUTHZREUSE=0", NULL,
 };
-
-static usec_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
 
 static bool find_program(const char *name) {
         const char *path = getenv("PATH") ?: "/usr/bin:/bin";
@@ -277,7 +271,7 @@ static char *fetch(const char *url, long want_status) {
 }
 
 static bool wait_for(const char *url, long want_status) {
-        for (usec_t end = now_usec() + START_TIMEOUT; now_usec() < end;) {
+        for (usec_t end = now_usec(CLOCK_MONOTONIC) + START_TIMEOUT; now_usec(CLOCK_MONOTONIC) < end;) {
                 char *b = fetch(url, want_status);
 
                 if (b) {
@@ -600,7 +594,7 @@ static void on_done(AcmeOrder *order, int error, const char *type, const char *d
         Outcome *o = userdata;
 
         o->calls++;
-        o->elapsed = now_usec() - o->started;
+        o->elapsed = now_usec(CLOCK_MONOTONIC) - o->started;
         acme_order_get_stats(order, &o->stats);
         CHECK(order == o->order);
         o->order = acme_order_free(order);
@@ -636,7 +630,7 @@ static int order(Outcome *o, const Pebble *p, const char *domain, const char *em
         };
         int r;
 
-        o->started = now_usec();
+        o->started = now_usec(CLOCK_MONOTONIC);
         r = acme_order_start(&params, on_done, o, &o->order);
         if (r < 0)
                 return r;

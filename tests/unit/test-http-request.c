@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "http-request.h"
+#include "http-request-compare.h"
 #include "macro.h"
 #include "test-util.h"
 
@@ -151,20 +152,6 @@ static const Case invalid[] = {
 
 /* Fields of a in terms of a's buffer equal those of b in b's (the path may
  * be the parser's static "/"). */
-static bool same_request(const HttpRequest *a, const char *abuf, const HttpRequest *b,
-                         const char *bbuf) {
-#define SAME_SPAN(f)                                                                             \
-        (a->f##_len == b->f##_len && (!a->f) == (!b->f) &&                                     \
-         (!a->f || memcmp(a->f, b->f, a->f##_len) == 0))
-        return SAME_SPAN(method) && SAME_SPAN(target) && SAME_SPAN(path) && SAME_SPAN(query) &&
-               a->method - abuf == b->method - bbuf && a->target - abuf == b->target - bbuf &&
-               a->version_minor == b->version_minor &&
-               a->has_content_length == b->has_content_length &&
-               a->content_length == b->content_length && a->chunked == b->chunked &&
-               a->head_len == b->head_len;
-#undef SAME_SPAN
-}
-
 /* Every split point: the first part alone must give "read more" or the
  * answer for the whole, and the whole after it the same answer as ever.
  * Each prefix sits at the end of an allocation of its size, so that a read
@@ -188,7 +175,7 @@ static size_t check_splits(const char *what, const char *data, size_t size, int 
                         if (first_final == SIZE_MAX)
                                 first_final = k;
                         if (!test_record(r == whole_r && reason == (r < 0 ? whole_reason : NULL) &&
-                                                 (r < 0 || same_request(&req, prefix, whole, data)),
+                                                 (r < 0 || http_request_same(&req, prefix, whole, data)),
                                          __FILE__, __LINE__, "a prefix answers as the whole"))
                                 fprintf(stderr, "        %s: prefix of %zu bytes gave %d (%s)\n",
                                         what, k, r, strempty(reason));

@@ -143,13 +143,6 @@ static struct {
         pid_t server;
 } T;
 
-static usec_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
-}
-
 static void outcome_done(Outcome *o) {
         free(o->error_message);
         free(o->body);
@@ -168,7 +161,7 @@ static void on_response(const HttpResponse *r, void *userdata) {
                 CHECK(!"callback called twice");
                 return;
         }
-        o->elapsed = now_usec() - o->started;
+        o->elapsed = now_usec(CLOCK_MONOTONIC) - o->started;
         o->error = r->error;
         o->error_message = r->error_message ? strdup(r->error_message) : NULL;
         o->status = r->status;
@@ -231,7 +224,7 @@ static HttpRequestHandle *submit(HttpClient *c, HttpRequest req, Outcome *o) {
         HttpRequestHandle *h = NULL;
         int r;
 
-        o->started = now_usec();
+        o->started = now_usec(CLOCK_MONOTONIC);
         r = http_request(c, &req, on_response, o, &h);
         if (!CHECK(r == 0)) {
                 fprintf(stderr, "        http_request(%s): %s\n", req.url, strerror(-r));
