@@ -304,9 +304,13 @@ def test_status_last_reload_and_stopping(start_proxy, backend):
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$",
                     st["last_reload"]), st["last_reload"]
 
-    # A client keeps the drain going while we look.
+    # A client keeps the drain going while we look: once tlsgate has taken
+    # it from the accept queue (a queued one is not open yet at SIGTERM).
     c = tcp_connect(proxy.addr)
     try:
+        assert tg_daemon.wait_until(
+            lambda: http(("127.0.0.1", port), path="/_status/tlsgate").json()["connections"] >= 1,
+            5 * tg_daemon.slow_factor())
         proxy.send_signal(signal.SIGTERM)
         assert proxy.notify.wait_for("STOPPING", "1", timeout=5 * tg_daemon.slow_factor())
         code, st = _status(port)
